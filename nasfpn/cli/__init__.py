@@ -1,0 +1,43 @@
+"""The `nasfpn` command: one subcommand per job. User mistakes end with one clear line per
+problem on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..build import NeckBuildError
+from ..dsl import DSLError
+from . import show, validate
+from .common import UserError
+
+COMMANDS = [validate, show]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nasfpn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except DSLError as err:
+        print(err, file=sys.stderr)
+    except (UserError, NeckBuildError) as err:
+        print(f"nasfpn {args.command}: {err}", file=sys.stderr)
+    except BrokenPipeError:  # output piped into `head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"nasfpn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

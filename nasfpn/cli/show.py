@@ -1,0 +1,94 @@
+"""nasfpn show NAME|FILE: nodes, parameters and FLOPs of a neck; optionally draw its cell."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..build import build_neck, make_plan
+from ..build.plan import describe
+from ..dsl import SearchSpace, level_name, read
+from ..dsl.choices import Categorical, IntRange, Permutation, Pick
+from ..proxy.cost import count_params, module_flops
+from .common import UserError, human, int_list
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("show", help="print a neck's nodes, params and FLOPs; draw its cell",
+                       description="For a search space, lists its choices and shows one sampled point.")
+    p.add_argument("neck", metavar="NAME|FILE", help="zoo name (fpn, nasfpn, ...) or YAML file")
+    p.add_argument("--channels", type=int, help="neck width (default: the genotype's)")
+    p.add_argument("--image-size", type=int, default=640, help="square input size for FLOPs (default 640)")
+    p.add_argument("--in-channels", default="128,256,512",
+                   help="backbone widths of C3,C4,... (default 128,256,512)")
+    p.add_argument("--seed", type=int, default=0, help="which point of a search space to show")
+    p.add_argument("--draw", metavar="PNG", help="draw the cell (levels as rows, nodes as boxes)")
+    p.set_defaults(run=run)
+
+
+def _describe_space(space: SearchSpace) -> list[str]:
+    lines = [f"search space {space.name}: {space.size():.3g} points"]
+    t = space.template
+    for path, value in _walk(t, ""):
+        if isinstance(value, Categorical):
+            opts = ", ".join("-".join(o) if isinstance(o, tuple) else
+                             level_name(o) if path.endswith(".level") else str(o) for o in value.options)
+            lines.append(f"  {path}: one of {opts}")
+        elif isinstance(value, IntRange):
+            lines.append(f"  {path}: {value.low}..{value.high} step {value.step}")
+        elif isinstance(value, Pick):
+            k = value.k if isinstance(value.k, int) else f"{value.k.low}..{value.k.high}"
+            pool = ", ".join(value.pool) if value.pool else "the pool"
+            lines.append(f"  {path}: pick {k} of {pool}")
+        elif isinstance(value, Permutation):
+            lines.append(f"  {path}: a distinct level of {', '.join(value.levels)}")
+    return lines
+
+
+def _walk(value, path):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not k.startswith("_"):
+                yield from _walk(v, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def run(args) -> int:
+    item = read(args.neck)
+    in_channels = int_list(args.in_channels)
+    if isinstance(item, SearchSpace):
+        print("\n".join(_describe_space(item)))
+        g = item.random_sample(args.seed)
+        print(f"\nsampled point (seed {args.seed}):")
+    else:
+        g = item
+    if args.image_size < 8:
+        raise UserError("--image-size must be at least 8")
+    if args.channels is not None and args.channels < 1:
+        raise UserError("--channels must be positive")
+    plan = make_plan(g)
+    width = args.channels or g.channels
+    print(f"{g.name}" + (f" - {g.paper}" if g.paper else ""))
+    print(f"pyramid {g.level_names[0]}..{g.level_names[-1]}, {width} channels, cell x{g.cell.repeats}"
+          + (" (shared weights)" if g.cell.share_weights and g.cell.repeats > 1 else "")
+          + (f", SFAM aggregation" if g.cell.aggregate == "sfam" else "")
+          + (f", recursive feedback x{g.feedback.steps}" if g.feedback else ""))
+    print("\n".join(describe(plan)))
+    if plan.pruned:
+        print(f"pruned (reach no output): {', '.join(plan.pruned)}")
+    neck = build_neck(g, in_channels, width)
+    sizes = [math.ceil(args.image_size / 2 ** lv) for lv in g.levels[: len(in_channels)]]
+    xs = [torch.zeros(1, c, s, s) for c, s in zip(in_channels, sizes)]
+    flops = module_flops(neck.graph, xs)
+    print(f"params {human(count_params(neck))}, FLOPs {human(flops)} at {args.image_size}x{args.image_size} "
+          f"(backbone widths {','.join(map(str, in_channels))})")
+    if args.draw:
+        from ..export.draw import draw_cell
+        draw_cell(g, args.draw)
+        print(f"drew {args.draw}")
+    return 0

@@ -1,0 +1,111 @@
+"""Cost of a module: parameters, FLOPs, latency.
+
+FLOPs come from torch.utils.flop_counter.FlopCounterMode (2 per multiply-add of convs and
+matmuls) plus formulas for what it leaves out, so fusion-heavy necks are not under-counted:
+resampling (nearest 1, bilinear 7 per output element), pooling (kernel area per output
+element; adaptive pools 1 per input element), element-wise arithmetic and activations
+(1 per output element) and normalization (2 per element).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+aten = torch.ops.aten
+
+
+def _numel(shape) -> int:
+    if isinstance(shape, (tuple, list)) and shape and isinstance(shape[0], (tuple, list, torch.Size)):
+        shape = shape[0]  # ops returning (values, indices)
+    return math.prod(shape) if shape is not None else 0
+
+
+def _per_output(k: int) -> Callable:
+    def formula(*args, out_shape=None, **kwargs) -> int:
+        return k * _numel(out_shape)
+    return formula
+
+
+def _pool(*args, out_shape=None, **kwargs) -> int:
+    kernel = args[1] if len(args) > 1 else kwargs.get("kernel_size", [1])
+    kernel = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
+    area = math.prod(kernel) if len(kernel) > 1 else kernel[0] ** 2
+    return area * _numel(out_shape)
+
+
+def _per_input(*args, out_shape=None, **kwargs) -> int:
+    return _numel(args[0])
+
+
+_EXTRA_FORMULAS = {
+    aten.upsample_nearest2d: _per_output(1),
+    aten._upsample_nearest_exact2d: _per_output(1),
+    aten.upsample_bilinear2d: _per_output(7),
+    aten.max_pool2d_with_indices: _pool,
+    aten.max_pool2d: _pool,
+    aten.avg_pool2d: _pool,
+    aten._adaptive_avg_pool2d: _per_input,
+    aten.adaptive_max_pool2d: _per_input,
+    aten.mean: _per_input,
+    aten.amax: _per_input,
+    aten.sum: _per_input,
+    aten.add: _per_output(1),
+    aten.sub: _per_output(1),
+    aten.mul: _per_output(1),
+    aten.div: _per_output(1),
+    aten.rsub: _per_output(1),
+    aten.relu: _per_output(1),
+    aten.silu: _per_output(1),
+    aten.sigmoid: _per_output(1),
+    aten._softmax: _per_output(3),
+    aten._native_batch_norm_legit_no_training: _per_output(2),
+    aten._native_batch_norm_legit: _per_output(2),
+    aten.native_batch_norm: _per_output(2),
+    aten.native_group_norm: _per_output(2),
+}
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of `fn` (run it under torch.no_grad, in eval mode, for inference cost)."""
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def module_flops(module: nn.Module, inputs: Sequence[torch.Tensor]) -> int:
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return count_flops(lambda: module(list(inputs)))
+    finally:
+        module.train(was_training)
+
+
+def latency_ms(fn: Callable[[], object], warmup: int = 3, runs: int = 20, threads: int | None = None) -> float:
+    """Median wall time of `fn` in milliseconds after warm-up, at a fixed thread count."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+        return statistics.median(times)
+    finally:
+        torch.set_num_threads(previous)
