@@ -28,13 +28,14 @@ class WeightedSum(nn.Module):
         self.softmax = mode.endswith("softmax")
         self.weight = nn.Parameter(torch.ones(n, channels) if per_channel else torch.ones(n))
         self.per_channel = per_channel
+        self.eps = FAST_NORMALIZED_EPS
 
     def forward(self, xs: List[Tensor]) -> Tensor:
         if self.softmax:
             w = torch.softmax(self.weight, dim=0)
         else:
             w = F.relu(self.weight)
-            w = w / (w.sum(dim=0) + FAST_NORMALIZED_EPS)
+            w = w / (w.sum(dim=0) + self.eps)
         if self.per_channel:
             w = w[:, None, :, None, None]
         out = xs[0] * w[0]
