@@ -283,7 +283,9 @@ class _Reader:
         if "aggregate" in raw:
             out["aggregate"] = self.field(raw["aggregate"], f"{path}.aggregate",
                                           self.enum(vocab.AGGREGATE))
-        out["nodes"] = self.node_list(raw.get("nodes"), f"{path}.nodes", allow_empty=False)
+        # A missing `nodes` is already reported by `mapping`; `nodes:` with no value is not.
+        out["nodes"] = (self.node_list(raw["nodes"], f"{path}.nodes", allow_empty=False)
+                        if "nodes" in raw else [])
         return out
 
     def feedback(self, value: Any, path: str) -> dict:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from .choices import Categorical, IntRange, Permutation, Pick
 from .errors import DSLError, Problem
-from .parse import assemble
+from .parse import _line_of, assemble
 from .schema import Genotype, level_name
 
 
@@ -72,7 +72,8 @@ class _Walk:
             f"{path}.k", value.k.low, value.k.high, value.k.step)
         chosen = []
         for j in range(k):
-            index = self.suggest.integer(f"{path}[{j}]", 0, len(candidates) - 1 - j)
+            # `candidates` has already lost the j earlier picks: the range is 0..len(pool) - 1 - j
+            index = self.suggest.integer(f"{path}[{j}]", 0, len(candidates) - 1)
             chosen.append(candidates[index])
             candidates = candidates[:index] + candidates[index + 1:]
         return tuple(chosen)
@@ -154,7 +155,9 @@ class SearchSpace:
                                         f"{len(members)} node(s) share a permutation of {len(group)} levels "
                                         f"({', '.join(group)}): the counts must match"))
         if problems:
-            raise DSLError(problems, self.source)
+            lines = self.template.get("_lines", {})
+            raise DSLError([Problem(p.path, p.message, _line_of(p.path, lines)) for p in problems],
+                           self.source)
         # Every point must be a genotype: probe the space with a fixed-seed random sample.
         for seed in range(64):
             suggest = RandomSuggester(seed)

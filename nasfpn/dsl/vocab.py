@@ -34,7 +34,7 @@ POST_OPS = {
     "conv3x3": "3x3 conv (bias only when no norm follows)",
     "sepconv3x3": "depthwise 3x3 then pointwise 1x1 conv",
     "bn": "BatchNorm",
-    "gn": "GroupNorm (32 groups, fewer when channels are not divisible)",
+    "gn": "GroupNorm (32 groups; fewer for narrow widths, at least 2 channels per group)",
 }
 CONV_OPS = ("conv1x1", "conv3x3", "sepconv3x3")
 NORM_OPS = ("bn", "gn")

@@ -10,7 +10,9 @@ from ..dsl.vocab import CONV_OPS, NORM_OPS
 
 
 def group_count(channels: int, preferred: int = 32) -> int:
-    groups = min(preferred, channels)
+    """GroupNorm groups: at most `preferred`, at least 2 channels per group (so a 1x1 map still
+    normalizes over more than one value), and a divisor of `channels`."""
+    groups = max(1, min(preferred, channels // 2))
     while channels % groups:
         groups -= 1
     return groups
