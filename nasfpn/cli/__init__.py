@@ -8,10 +8,11 @@ import sys
 
 from ..build import NeckBuildError
 from ..dsl import DSLError
-from . import show, validate
+from ..proxy.data import DataError
+from . import baselines, show, train, validate
 from .common import UserError
 
-COMMANDS = [validate, show]
+COMMANDS = [validate, show, train, baselines]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except DSLError as err:
         print(err, file=sys.stderr)
-    except (UserError, NeckBuildError) as err:
+    except (UserError, NeckBuildError, DataError) as err:
         print(f"nasfpn {args.command}: {err}", file=sys.stderr)
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()

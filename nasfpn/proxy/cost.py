@@ -44,7 +44,7 @@ def _per_input(*args, out_shape=None, **kwargs) -> int:
     return _numel(args[0])
 
 
-_EXTRA_FORMULAS = {
+_FORMULAS_BY_PACKET = {
     aten.upsample_nearest2d: _per_output(1),
     aten._upsample_nearest_exact2d: _per_output(1),
     aten.upsample_bilinear2d: _per_output(7),
@@ -70,6 +70,15 @@ _EXTRA_FORMULAS = {
     aten.native_batch_norm: _per_output(2),
     aten.native_group_norm: _per_output(2),
 }
+
+
+# FlopCounterMode decomposes any overload it has no formula for before counting, so register
+# every overload of each op, not only the packet.
+_EXTRA_FORMULAS = {}
+for _packet, _formula in _FORMULAS_BY_PACKET.items():
+    _EXTRA_FORMULAS[_packet] = _formula
+    for _name in _packet.overloads():
+        _EXTRA_FORMULAS[getattr(_packet, _name)] = _formula
 
 
 def count_params(module: nn.Module) -> int:

@@ -1,0 +1,73 @@
+"""The proxy backbone: a small ResNet-style network (NAS-FPN searched with a ResNet-10 proxy),
+one basic block per stage, returning C3..C5 (C2 on request). It implements the feedback hook of
+`nasfpn.build.feedback`: feedback[i] goes through a zero-initialised 1x1 conv and is added after
+the first block of the stage that produces output i, so DetectoRS' RFP can run through it."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+class ProxyBackbone(nn.Module):
+    """Strides 4 (C2), 8 (C3), 16 (C4), 32 (C5); widths `widths` = (C2, C3, C4, C5)."""
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128, 256), blocks: int = 1,
+                 with_c2: bool = False, feedback_channels: Optional[int] = None):
+        super().__init__()
+        self.widths = list(widths)
+        self.with_c2 = with_c2
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0] // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0] // 2), nn.ReLU(),
+            nn.Conv2d(widths[0] // 2, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stages = nn.ModuleList()
+        cin = widths[0]
+        for i, cout in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            self.stages.append(nn.Sequential(BasicBlock(cin, cout, stride),
+                                             *[BasicBlock(cout, cout, 1) for _ in range(blocks - 1)]))
+            cin = cout
+        self.feedback_convs = None
+        if feedback_channels is not None:
+            self.feedback_convs = nn.ModuleList(nn.Conv2d(feedback_channels, c, 1) for c in self.out_channels)
+            for conv in self.feedback_convs:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+
+    @property
+    def out_channels(self) -> List[int]:
+        return self.widths if self.with_c2 else self.widths[1:]
+
+    def forward(self, images: Tensor, feedback: Optional[Sequence[Tensor]] = None) -> List[Tensor]:
+        if feedback is not None and self.feedback_convs is None:
+            raise ValueError("this backbone was built without feedback_channels: it has no feedback hook")
+        x = self.stem(images)
+        outs: List[Tensor] = []
+        first_out = 0 if self.with_c2 else 1
+        for i, stage in enumerate(self.stages):
+            x = stage[0](x)
+            k = i - first_out
+            if feedback is not None and k >= 0:
+                x = x + self.feedback_convs[k](feedback[k])
+            for block in stage[1:]:
+                x = block(x)
+            if k >= 0:
+                outs.append(x)
+        return outs

@@ -1,0 +1,43 @@
+"""Training budgets: `smoke` (seconds, for tests), `proxy` (the search default) and `full` (the
+reference that proxy fidelity is measured against: 10x the steps, backbone trained end to end)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    image_size: int          # images are letterboxed to this square size
+    train_images: int
+    val_images: int
+    width: int               # the neck's channels in the proxy (every neck scored at one width)
+    head_depth: int          # convs in each head tower
+    batch: int
+    steps: int               # optimizer steps of neck + head
+    lr: float
+    warmup: int
+    backbone_steps: int      # pretraining of the shared backbone (once per dataset and seed)
+    end_to_end: bool         # train the backbone with the neck (else: frozen, cached features)
+    backbone_lr_scale: float = 0.1
+    evals: int = 4           # evaluation points (for early stopping); the last is at `steps`
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+BUDGETS = {
+    "smoke": Budget("smoke", image_size=64, train_images=48, val_images=16, width=16, head_depth=1,
+                    batch=8, steps=12, lr=2e-3, warmup=2, backbone_steps=12, end_to_end=False, evals=2),
+    "proxy": Budget("proxy", image_size=128, train_images=2048, val_images=512, width=64, head_depth=2,
+                    batch=16, steps=600, lr=2e-3, warmup=50, backbone_steps=3000, end_to_end=False),
+    "full": Budget("full", image_size=128, train_images=2048, val_images=512, width=64, head_depth=2,
+                   batch=16, steps=6000, lr=2e-3, warmup=200, backbone_steps=3000, end_to_end=True),
+}
+
+
+def get_budget(name: str, **overrides) -> Budget:
+    if name not in BUDGETS:
+        raise KeyError(name)
+    return replace(BUDGETS[name], **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,130 @@
+"""What every trial on one dataset shares, built once: the FCOS targets, the pretrained backbone
+and its frozen features. Backbone weights and features are cached on disk (weights-only files),
+keyed by dataset content, image size, backbone seed and pretraining steps."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .budgets import Budget
+from .data import DetectionData, Split
+from .model import Detector, new_backbone, normalize, plain_laterals
+from .targets import Locations, assign, locations
+
+
+def cache_dir(path: str | Path | None = None) -> Path:
+    root = Path(path or os.environ.get("NASFPN_CACHE") or Path.home() / ".cache" / "nasfpn")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@dataclass
+class SplitTargets:
+    cls: torch.Tensor        # (N, L) class per location, K = background
+    box: torch.Tensor        # (N, L, 4) xyxy box each location regresses
+
+
+@dataclass
+class Prepared:
+    data: DetectionData
+    budget: Budget
+    locs: Locations
+    train_targets: SplitTargets
+    backbone_state: dict
+    train_feats: Optional[list[torch.Tensor]]   # frozen backbone features (fp16), None end-to-end
+    val_feats: Optional[list[torch.Tensor]]
+    backbone_seed: int
+
+
+def split_targets(split: Split, locs: Locations, num_classes: int) -> SplitTargets:
+    cls, box = [], []
+    for b, lb in zip(split.boxes, split.labels):
+        c, t = assign(locs, torch.from_numpy(b), torch.from_numpy(lb), num_classes)
+        cls.append(c)
+        box.append(t)
+    return SplitTargets(torch.stack(cls), torch.stack(box))
+
+
+def strides_for(levels) -> list[int]:
+    return [2 ** lv for lv in levels]
+
+
+def level_ranges(strides) -> list[float]:
+    """max(l, t, r, b) boundaries between levels: 2 strides (FCOS uses 8 at 800 px; these images
+    are far smaller, so objects spread over P3..P6 instead of crowding P3)."""
+    return [2.0 * s for s in strides[:-1]]
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def pretrain_backbone(data: DetectionData, budget: Budget, seed: int, device: str,
+                      cache: Path, progress: bool) -> dict:
+    """Train backbone + the neutral plain-laterals neck + head once; cache the backbone weights."""
+    from .train import fit  # a shared loop; imported here to keep the module graph one-way
+
+    path = cache / f"backbone-{_key(data.key, budget.image_size, seed, budget.backbone_steps)}.pt"
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    torch.manual_seed(seed)
+    genotype = plain_laterals()
+    detector = Detector(genotype, len(data.classes), budget.width, budget.head_depth,
+                        backbone=new_backbone(False, budget.width))
+    locs = locations(budget.image_size, strides_for(genotype.levels), level_ranges(strides_for(genotype.levels)))
+    targets = split_targets(data.train, locs, len(data.classes))
+    fit(detector, data.train, None, targets, locs, steps=budget.backbone_steps, batch=budget.batch,
+        lr=budget.lr, warmup=budget.warmup, seed=seed, device=device, train_backbone=True,
+        backbone_lr_scale=1.0, desc="pretraining the shared backbone", progress=progress)
+    state = {k: v.detach().cpu() for k, v in detector.backbone.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return state
+
+
+@torch.no_grad()
+def backbone_features(state: dict, split: Split, device: str, batch: int = 64) -> list[torch.Tensor]:
+    backbone = new_backbone(False, 1)
+    backbone.load_state_dict(state)
+    backbone.eval().to(device)
+    chunks: list[list[torch.Tensor]] = []
+    for start in range(0, len(split), batch):
+        images = normalize(split.images[start:start + batch].to(device))
+        chunks.append([f.half().cpu() for f in backbone(images)])
+    return [torch.cat(level) for level in zip(*chunks)]
+
+
+def prepare(data: DetectionData, budget: Budget, levels=(3, 4, 5, 6, 7), device: str = "cpu",
+            backbone_seed: int = 0, cache: str | Path | None = None, progress: bool = True) -> Prepared:
+    root = cache_dir(cache)
+    strides = strides_for(levels)
+    locs = locations(budget.image_size, strides, level_ranges(strides))
+    targets = split_targets(data.train, locs, len(data.classes))
+    state = pretrain_backbone(data, budget, backbone_seed, device, root, progress)
+    train_feats = val_feats = None
+    if not budget.end_to_end:
+        key = _key(data.key, budget.image_size, backbone_seed, budget.backbone_steps, "features")
+        path = root / f"features-{key}.pt"
+        if path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            train_feats, val_feats = saved["train"], saved["val"]
+        else:
+            train_feats = backbone_features(state, data.train, device)
+            val_feats = backbone_features(state, data.val, device)
+            tmp = path.with_suffix(".tmp")
+            torch.save({"train": train_feats, "val": val_feats}, tmp)
+            tmp.replace(path)
+    return Prepared(data, budget, locs, targets, state, train_feats, val_feats, backbone_seed)
+
+
+def cached_feature_bytes(prepared: Prepared) -> int:
+    feats = (prepared.train_feats or []) + (prepared.val_feats or [])
+    return sum(f.numel() * f.element_size() for f in feats)
+

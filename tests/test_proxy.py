@@ -1,0 +1,107 @@
+"""The proxy trainer end to end on the smoke budget: synthetic data, training, metrics, files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nasfpn
+from nasfpn.cli import main
+from nasfpn.proxy.cost import count_flops
+from nasfpn.proxy.data import load_data
+from nasfpn.proxy.data.synthetic import CLASSES, render
+from nasfpn.proxy.train import run_trial
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def test_synthetic_data_is_deterministic_and_spans_the_pyramid():
+    a, b = render(0, "train", 5, 128), render(0, "train", 5, 128)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(render(1, "train", 5, 128)[0], a[0])
+    assert not np.array_equal(render(0, "val", 5, 128)[0], a[0])
+    sides, labels = [], []
+    for i in range(150):
+        _, boxes, lbs = render(0, "train", i, 128)
+        sides += list(np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+        labels += list(lbs)
+    assert min(sides) < 8 and max(sides) > 90              # a few pixels up to most of the image
+    assert set(labels) == set(range(len(CLASSES)))
+    small = load_data("synthetic", 64, 8, 4)
+    big = load_data("synthetic", 64, 16, 4)
+    assert torch.equal(small.train.images, big.train.images[:8])  # image i depends only on (seed, split, i)
+
+
+def test_smoke_training_produces_all_metrics(smoke):
+    m = run_trial(nasfpn.load("fpn"), smoke, seed=0, progress=False)
+    for key in METRICS:
+        assert key in m
+        assert m[key] is None or np.isnan(m[key]) or 0.0 <= m[key] <= 1.0
+    for key in ("neck_params", "model_params", "neck_flops", "model_flops", "latency_ms", "train_seconds",
+                "images_per_second"):
+        assert m[key] > 0, key
+    assert m["model_params"] > m["neck_params"] and m["model_flops"] > m["neck_flops"]
+    assert m["budget"] == "smoke" and m["seed"] == 0 and "torch" in m["versions"]
+
+
+def test_same_seed_same_ap_different_seed_differs(smoke):
+    g = nasfpn.load("nasfpn-proxy")
+    runs = [run_trial(g, smoke, seed=s, progress=False, measure=False) for s in (3, 3, 4)]
+    assert abs(runs[0]["AP"] - runs[1]["AP"]) <= 1e-6 and runs[0]["final_losses"] == runs[1]["final_losses"]
+    assert runs[0]["final_losses"] != runs[2]["final_losses"]
+
+
+def test_recursive_neck_trains_through_the_backbone_hook(smoke):
+    m = run_trial(nasfpn.load("rfp"), smoke, seed=0, progress=False)
+    plain = run_trial(nasfpn.load("fpn"), smoke, seed=0, progress=False)
+    assert m["model_flops"] > plain["model_flops"] * 1.3  # the backbone and FPN run twice
+
+
+def test_flop_count_includes_resampling_and_pooling():
+    x = torch.randn(1, 8, 16, 16)
+    assert count_flops(lambda: F.interpolate(x, size=[32, 32])) == 8 * 32 * 32
+    assert count_flops(lambda: F.max_pool2d(x, 2, 2)) == 8 * 8 * 8 * 4
+    assert count_flops(lambda: x + x) == 8 * 16 * 16
+
+
+def test_train_command_writes_genotype_then_metrics(tmp_path, cache_dir, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--neck", "bifpn", "--budget", "smoke", "--seed", "1", "--out", str(out),
+               "--cache", str(cache_dir), "--no-progress"])
+    assert rc == 0
+    assert nasfpn.from_yaml((out / "genotype.yaml").read_text()) == nasfpn.load("bifpn")
+    metrics = json.loads((out / "metrics.json").read_text())  # strict JSON: NaN written as null
+    assert metrics["neck"] == "bifpn" and metrics["seed"] == 1
+    assert "AP" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "cuda:7"], "--device cuda:7"),
+    (["--data", "mnist"], "unknown data source 'mnist'"),
+    (["--steps", "0"], "--steps must be at least 1"),
+])
+def test_train_command_user_errors_exit_2(tmp_path, cache_dir, capsys, argv, message):
+    if argv[:2] == ["--device", "cuda:7"] and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    rc = main(["train", "--neck", "fpn", "--budget", "smoke", "--out", str(tmp_path), "--cache", str(cache_dir),
+               *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_baselines_command_writes_tables_and_plot(tmp_path, cache_dir):
+    out = tmp_path / "baselines"
+    args = ["baselines", "--budget", "smoke", "--seeds", "2", "--necks", "fpn,bifpn", "--out", str(out),
+            "--cache", str(cache_dir), "--no-progress"]
+    assert main(args) == 0
+    table = (out / "table.md").read_text()
+    assert "| fpn |" in table and "| bifpn |" in table and "±" in table
+    import pandas as pd
+    csv = pd.read_csv(out / "table.csv")
+    assert set(csv["neck"]) == {"fpn", "bifpn"} and (csv["seeds"] == 2).all()
+    assert (out / "ap_vs_flops.png").stat().st_size > 1000
+    before = (out / "runs" / "fpn-s0" / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0  # a re-run keeps finished runs
+    assert (out / "runs" / "fpn-s0" / "metrics.json").stat().st_mtime_ns == before
