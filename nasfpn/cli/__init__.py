@@ -9,10 +9,11 @@ import sys
 from ..build import NeckBuildError
 from ..dsl import DSLError
 from ..proxy.data import DataError
-from . import baselines, show, train, validate
+from ..search.runner import SearchError
+from . import baselines, search, show, train, validate
 from .common import UserError
 
-COMMANDS = [validate, show, train, baselines]
+COMMANDS = [validate, show, train, baselines, search]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except DSLError as err:
         print(err, file=sys.stderr)
-    except (UserError, NeckBuildError, DataError) as err:
+    except (UserError, NeckBuildError, DataError, SearchError) as err:
         print(f"nasfpn {args.command}: {err}", file=sys.stderr)
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()

@@ -120,21 +120,22 @@ def fit(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], t
 
 
 @torch.no_grad()
-def evaluate(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], locs: Locations,
-             classes: list[str], device: str, limit: Optional[int] = None, batch: int = 32) -> dict[str, float]:
-    """COCO AP of the detector on (the first `limit` images of) a split, in original coordinates."""
+def predict(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], locs: Locations, device: str,
+            limit: Optional[int] = None, batch: int = 32) -> tuple[list, list, list, list]:
+    """Detections (image ids, boxes in original coordinates, scores, labels) on a split."""
     was_training = detector.training
     detector.eval()
     n = len(split) if limit is None else min(limit, len(split))
     points = locs.points.to(device)
+    size = split.images.shape[-1]
     ids, boxes, scores, labels = [], [], [], []
     try:
         for start in range(0, n, batch):
             stop = min(start + batch, n)
-            images = normalize(split.images[start:stop].to(device)) if (feats is None or detector.recursive) else None
+            need_images = feats is None or detector.recursive
+            images = normalize(split.images[start:stop].to(device)) if need_images else None
             batch_feats = [f[start:stop].to(device).float() for f in feats] if feats is not None else None
             cls, box, ctr = detector(images, batch_feats)
-            size = split.images.shape[-1]
             for k, (bx, sc, lb) in enumerate(decode(cls.float(), box.float(), ctr.float(), points, image_size=size)):
                 i = start + k
                 ids.append(split.image_ids[i])
@@ -143,8 +144,20 @@ def evaluate(detector: Detector, split: Split, feats: Optional[list[torch.Tensor
                 labels.append(lb.cpu().numpy())
     finally:
         detector.train(was_training)
-    sub = split.subset(n)
-    return coco_ap(sub.ground_truth(classes), coco_detections(ids, boxes, scores, labels))
+    return ids, boxes, scores, labels
+
+
+def score(split: Split, classes: list[str], detections: tuple[list, list, list, list],
+          limit: Optional[int] = None) -> dict[str, float]:
+    """COCO AP of detections on (the first `limit` images of) a split."""
+    n = len(detections[0]) if limit is None else min(limit, len(detections[0]))
+    return coco_ap(split.subset(n).ground_truth(classes), coco_detections(*(d[:n] for d in detections)))
+
+
+def evaluate(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], locs: Locations,
+             classes: list[str], device: str, limit: Optional[int] = None) -> dict[str, float]:
+    """COCO AP of the detector on (the first `limit` images of) a split, in original coordinates."""
+    return score(split, classes, predict(detector, split, feats, locs, device, limit))
 
 
 def _versions() -> dict[str, str]:
@@ -211,8 +224,11 @@ def run_trial(genotype: Genotype, prepared: Prepared, seed: int = 0, device: str
         timing = None
     metrics: dict = {}
     if timing is not None:
-        metrics.update(evaluate(detector, data.val, prepared.val_feats, prepared.locs, data.classes, device))
-        metrics.update({k: v for k, v in timing.items()})
+        detections = predict(detector, data.val, prepared.val_feats, prepared.locs, device)
+        metrics.update(score(data.val, data.classes, detections))
+        if eval_limit is not None:  # the final score on the subset the intermediate ones used
+            metrics["AP_rung"] = score(data.val, data.classes, detections, eval_limit)["AP"]
+        metrics.update(timing)
     else:
         metrics["early_stopped"] = stopped_at
     if measure:

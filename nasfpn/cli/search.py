@@ -1,0 +1,65 @@
+"""nasfpn search: Ray Tune + Optuna over a DSL search space, hand-designed necks as references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..dsl import zoo_names
+from .common import UserError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("search", help="search a DSL space (Ray Tune + Optuna), baselines included",
+                       description="Writes runs/NAME/: manifest, Optuna study, trials.jsonl, leaderboard, "
+                                   "trials.csv, plots and the best cell. Without --address (or "
+                                   "RAY_ADDRESS) it starts an embedded single-node Ray on 127.0.0.1.")
+    p.add_argument("--space", help="search-space YAML (e.g. search_spaces/nasfpn_space.yaml)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
+    p.add_argument("--trials", type=int, default=40, help="sampled necks to train (default 40)")
+    p.add_argument("--budget", default="proxy", choices=["smoke", "proxy", "full"])
+    p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2")
+    p.add_argument("--objective", default="ap", help="ap (default) or ap,flops")
+    p.add_argument("--concurrency", type=int, help="trials at once (default: cluster CPUs / cpus-per-trial)")
+    p.add_argument("--cpus-per-trial", type=float, default=1)
+    p.add_argument("--gpus-per-trial", type=float, default=0)
+    p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else embedded Ray)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "
+                                     "e.g. postgresql://user:pass@host/db")
+    p.add_argument("--storage-path", help="Tune storage_path for clusters: shared filesystem or s3://")
+    p.add_argument("--name", help="run name (default: SPACE-SAMPLER-TIMESTAMP)")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--data", default="synthetic", help="synthetic (built in) or coco:DIR")
+    p.add_argument("--baselines", default=",".join(zoo_names("genotype")),
+                   help="zoo necks scored as reference trials (comma-separated, or 'none')")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--trial-seed", type=int, default=0, help="seed of every trial's training")
+    p.add_argument("--backbone-seed", type=int, default=0)
+    p.add_argument("--no-asha", action="store_true", help="train every trial to the end")
+    p.add_argument("--steps", type=int, help="override the budget's training steps")
+    p.add_argument("--cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    p.add_argument("--cache", metavar="DIR", help="backbone/feature cache (default ~/.cache/nasfpn)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..search import SearchOptions, run_search
+
+    if bool(args.space) == bool(args.resume):
+        raise UserError("give --space FILE for a new search, or --resume RUN_DIR")
+    baselines = [] if args.baselines in ("", "none") else [b.strip() for b in args.baselines.split(",")]
+    opts = SearchOptions(space=args.space or "", trials=args.trials, budget=args.budget, sampler=args.sampler,
+                         objective=args.objective, concurrency=args.concurrency,
+                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         address=args.address, storage=args.storage, storage_path=args.storage_path,
+                         name=args.name, runs_dir=args.runs_dir, data=args.data, baselines=baselines,
+                         seed=args.seed, trial_seed=args.trial_seed, backbone_seed=args.backbone_seed,
+                         asha=not args.no_asha, steps=args.steps, cpus=args.cpus, cache=args.cache,
+                         progress=not args.no_progress)
+    run_dir, finished = run_search(opts, resume=Path(args.resume) if args.resume else None)
+    print((run_dir / "leaderboard.md").read_text())
+    print(f"wrote {run_dir}/: leaderboard.md, trials.csv, pareto.png, progress.png, best_cell.png")
+    if not finished:
+        print(f"the search stopped before its last trial: continue it with\n  nasfpn search --resume {run_dir}")
+        return 130
+    return 0

@@ -1,0 +1,133 @@
+"""The report of a search run: leaderboard.md, trials.csv, pareto.png, progress.png, and the best
+cell (best_cell.png, best_genotype.yaml)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..dsl import from_yaml, load, to_yaml  # noqa: E402
+from ..search.store import read_trials, trials_frame  # noqa: E402
+from .draw import draw_cell  # noqa: E402
+
+
+def _ap(record: dict) -> float:
+    ap = (record.get("metrics") or {}).get("AP")
+    return float("nan") if ap is None else float(ap)
+
+
+def ranked(records: list[dict]) -> list[dict]:
+    """Completed trials, search and baseline, best AP first."""
+    done = [r for r in records if r["state"] == "complete" and not math.isnan(_ap(r))]
+    return sorted(done, key=lambda r: -_ap(r))
+
+
+def genotype_of(record: dict):
+    return load(record["name"]) if record["kind"] == "baseline" else from_yaml(record["genotype"])
+
+
+def _fmt(value, scale=100.0, digits=1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * scale:.{digits}f}"
+
+
+def leaderboard(records: list[dict]) -> str:
+    rows = ranked(records)
+    baselines = [r for r in rows if r["kind"] == "baseline"]
+    best_base = baselines[0] if baselines else None
+    counts = pd.Series([r["state"] for r in records]).value_counts().to_dict() if records else {}
+    lines = [f"Trials: {len(records)} finished ({', '.join(f'{v} {k}' for k, v in counts.items())}). "
+             + (f"Best baseline: {best_base['name']} at {_fmt(_ap(best_base))} AP." if best_base else ""), "",
+             "| rank | genotype | kind | AP | Δ best baseline | APs | APm | APl | neck params (M) | neck GFLOPs | latency (ms) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rank, r in enumerate(rows, 1):
+        m = r["metrics"]
+        ident = r["name"] if r["kind"] == "baseline" else f"{r['name']} `{r.get('key')}`"
+        delta = f"{(_ap(r) - _ap(best_base)) * 100:+.1f}" if best_base else "-"
+        lines.append(f"| {rank} | {ident} | {r['kind']} | {_fmt(m.get('AP'))} | {delta} | {_fmt(m.get('APs'))} | "
+                     f"{_fmt(m.get('APm'))} | {_fmt(m.get('APl'))} | {_fmt(m.get('neck_params'), 1e-6, 3)} | "
+                     f"{_fmt(m.get('neck_flops'), 1e-9, 3)} | {_fmt(m.get('latency_ms'), 1.0, 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def pareto_plot(records: list[dict], path: Path) -> None:
+    rows = ranked(records)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    search = [r for r in rows if r["kind"] != "baseline"]
+    base = [r for r in rows if r["kind"] == "baseline"]
+    if search:
+        ax.scatter([r["metrics"]["neck_flops"] / 1e9 for r in search], [_ap(r) * 100 for r in search],
+                   s=18, alpha=0.7, label="sampled necks")
+        front, best = [], -1.0
+        for r in sorted(search, key=lambda r: r["metrics"]["neck_flops"]):
+            if _ap(r) > best:
+                front.append(r)
+                best = _ap(r)
+        ax.step([r["metrics"]["neck_flops"] / 1e9 for r in front], [_ap(r) * 100 for r in front], where="post",
+                color="C0", lw=1, alpha=0.6, label="Pareto front")
+    for r in base:
+        x, y = r["metrics"]["neck_flops"] / 1e9, _ap(r) * 100
+        ax.scatter([x], [y], marker="*", s=120, color="C3", zorder=3)
+        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8, color="C3")
+    ax.set_xscale("log")
+    ax.set_xlabel("neck GFLOPs (log scale)")
+    ax.set_ylabel("AP (%)")
+    ax.set_title("AP vs FLOPs (stars: hand-designed necks)", fontsize=10)
+    ax.grid(alpha=0.3)
+    if search:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def progress_plot(records: list[dict], path: Path) -> None:
+    search = [r for r in records if r["kind"] != "baseline"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    best, xs, ys = float("-inf"), [], []
+    for i, r in enumerate(search, 1):
+        if r["state"] == "complete" and not math.isnan(_ap(r)):
+            best = max(best, _ap(r))
+        if best > float("-inf"):
+            xs.append(i)
+            ys.append(best * 100)
+    ax.step(xs, ys, where="post", label="best sampled so far")
+    done = [r for r in search if r["state"] == "complete"]
+    ax.scatter([search.index(r) + 1 for r in done], [_ap(r) * 100 for r in done], s=10, alpha=0.5, label="trial AP")
+    for k, r in enumerate(ranked([r for r in records if r["kind"] == "baseline"])):
+        ax.axhline(_ap(r) * 100, color=f"C{(k % 8) + 1}", ls="--", lw=1)
+        ax.text(max(len(search), 1), _ap(r) * 100, f" {r['name']}", fontsize=7, va="center")
+    ax.set_xlabel("search trial (in finishing order)")
+    ax.set_ylabel("AP (%)")
+    ax.set_title("best AP so far (dashed: hand-designed necks)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(run_dir: Path) -> dict[str, Path]:
+    run_dir = Path(run_dir)
+    records = read_trials(run_dir)
+    out = {"leaderboard": run_dir / "leaderboard.md", "trials": run_dir / "trials.csv",
+           "pareto": run_dir / "pareto.png", "progress": run_dir / "progress.png"}
+    out["leaderboard"].write_text(leaderboard(records))
+    trials_frame(records).to_csv(out["trials"], index=False)
+    pareto_plot(records, out["pareto"])
+    progress_plot(records, out["progress"])
+    best = [r for r in ranked(records) if r["kind"] != "baseline"]
+    if best:
+        g = genotype_of(best[0])
+        out["best_genotype"] = run_dir / "best_genotype.yaml"
+        out["best_genotype"].write_text(to_yaml(g))
+        out["best_cell"] = draw_cell(g, run_dir / "best_cell.png",
+                                     title=f"best cell {best[0]['name']}: AP {_ap(best[0]) * 100:.1f}")
+    return out
