@@ -10,10 +10,10 @@ from ..build import NeckBuildError
 from ..dsl import DSLError
 from ..proxy.data import DataError
 from ..search.runner import SearchError
-from . import baselines, search, show, train, validate
+from . import baselines, export, report, search, show, train, validate
 from .common import UserError
 
-COMMANDS = [validate, show, train, baselines, search]
+COMMANDS = [validate, show, train, baselines, search, report, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

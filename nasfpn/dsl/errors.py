@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 
 
@@ -31,9 +32,15 @@ class DSLError(ValueError):
 def did_you_mean(word: object, candidates) -> str:
     """' (did you mean 'x'?)' for a near miss, else a short list of what is allowed."""
     names = [str(c) for c in candidates]
-    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean '{close[0]}'?)"
+    word = str(word)
+
+    def score(name: str) -> tuple[float, int]:  # similarity, then the longer common prefix
+        prefix = len(os.path.commonprefix([word, name]))
+        return difflib.SequenceMatcher(None, word, name).ratio(), prefix
+
+    best = max(names, key=score, default=None)
+    if best is not None and score(best)[0] >= 0.6:
+        return f" (did you mean '{best}'?)"
     if len(names) <= 12:
         return f" (expected one of: {', '.join(names)})"
     return ""

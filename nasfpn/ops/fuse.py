@@ -51,6 +51,7 @@ class ChannelAttentionFuse(nn.Module):
         super().__init__()
         hidden = max(channels // reduction, 8)
         self.n = n
+        self.reduction = reduction
         self.squeeze = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU())
         self.excite = nn.Conv2d(hidden, n * channels, 1)
 

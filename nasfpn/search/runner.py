@@ -78,6 +78,12 @@ def connect_ray(address: Optional[str], cpus: Optional[int]) -> str:
         return "already initialized"
     if address:
         _check_reachable(address)
+        # `ray start` enables token authentication by default; a driver must then send the token
+        # (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and say so.
+        has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                     or (Path.home() / ".ray" / "auth_token").exists())
+        if has_token:
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
         try:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -120,7 +126,6 @@ def _quiet() -> None:
     import optuna
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -31,7 +32,7 @@ from ..dsl import DSLError, SearchSpace, to_yaml
 from .sampling import make_sampler, sample_genotype
 
 OBJECTIVES = {"ap": ("AP", "maximize"), "flops": ("neck_flops", "minimize")}
-MAX_DUPLICATE_ASKS = 200
+MAX_DUPLICATE_ASKS = 50  # asks per suggest before calling the space exhausted
 
 
 class NeckSearcher(Searcher):
@@ -87,6 +88,7 @@ class NeckSearcher(Searcher):
                           "invalid": str(err)}
                 self.trials[trial_id] = config
                 return config
+            genotype = replace(genotype, name=f"{self.space.name}-t{trial.number}")
             key = graph_key(genotype)
             if key in self.outcomes:
                 self._tell(trial.number, *self.outcomes[key])

@@ -49,7 +49,8 @@ def neck_trial(config: dict, prepared=None, settings: dict | None = None) -> Non
     started = time.time()
 
     def failed(message: str) -> None:
-        tune.report({"failed": True, "error": message, "final": True, "rung": evals,
+        # ap_rung NaN: Tune wants the searcher's metric in every result; NaN ranks nowhere in ASHA
+        tune.report({"failed": True, "error": message, "final": True, "rung": evals, "ap_rung": float("nan"),
                      "seconds": time.time() - started, **where})
 
     if "invalid" in config:

@@ -1,0 +1,60 @@
+"""nasfpn export: the best cell of a search (or any genotype) as YAML, .py, TorchScript or ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..dsl import SearchSpace, read, zoo_names
+from ..export.formats import FORMATS, ExportError, export
+from .common import UserError, int_list
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="export the best cell of a run (or a genotype)",
+                       description="yaml: the genotype file; py: a standalone nn.Module (no nasfpn "
+                                   "import); torchscript: torch.jit.script of the neck; onnx (optional "
+                                   "extra): fixed input size --image-size.")
+    p.add_argument("source", metavar="RUN_DIR|NAME|FILE", help="a search run directory, zoo name or genotype")
+    p.add_argument("--rank", type=int, default=1, help="which sampled neck of the run, by AP (default 1)")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out", required=True, metavar="PATH")
+    p.add_argument("--in-channels", default="256,512,1024",
+                   help="backbone widths, finest first (default 256,512,1024)")
+    p.add_argument("--channels", type=int, help="neck width (default: the genotype's)")
+    p.add_argument("--image-size", type=int, default=640, help="input size for ONNX (default 640)")
+    p.add_argument("--class-name", default="ExportedNeck", help="class name in the .py export")
+    p.set_defaults(run=run)
+
+
+def genotype_from(source: str, rank: int):
+    path = Path(source)
+    if path.is_dir() and not (path / "manifest.json").exists() and source not in zoo_names():
+        raise UserError(f"{path}: not a search run directory (no manifest.json)")
+    if path.is_dir() and (path / "manifest.json").exists():
+        from ..export.report import genotype_of, ranked
+        from ..search.store import read_trials
+
+        records = read_trials(path)
+        if not records:
+            raise UserError(f"{path}: no finished trials (is this a search run directory?)")
+        searched = [r for r in ranked(records) if r["kind"] != "baseline"]
+        if not 1 <= rank <= len(searched):
+            raise UserError(f"{path}: --rank {rank} is out of range: {len(searched)} completed sampled necks")
+        return genotype_of(searched[rank - 1])
+    item = read(source)
+    if isinstance(item, SearchSpace):
+        raise UserError(f"{source} is a search space: export a genotype or a run directory")
+    return item
+
+
+def run(args) -> int:
+    g = genotype_from(args.source, args.rank)
+    if args.channels is not None and args.channels < 1:
+        raise UserError("--channels must be positive")
+    try:
+        out = export(g, args.format, args.out, int_list(args.in_channels), args.channels, args.image_size,
+                     args.class_name)
+    except ExportError as err:
+        raise UserError(str(err)) from None
+    print(f"wrote {out} ({args.format}, {g.name})")
+    return 0
