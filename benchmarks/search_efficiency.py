@@ -1,0 +1,140 @@
+"""Does TPE find better necks than random search, and what do Ray and Optuna cost per trial?
+
+Runs `--seeds` searches per sampler (TPE, random) of `--trials` trials on nasfpn_space at the
+proxy budget, one trial at a time with all threads (so that wall time not spent inside trials is
+exactly the Ray/Optuna overhead), no baselines. Prints the best AP found after N trials (mean
+and min..max over seeds) next to the best baseline of benchmarks/results/baselines (or
+runs/baselines), and the overhead per trial as a share of a trial. Writes
+benchmarks/results/search_efficiency.{md,csv,png}. Finished searches are reused when re-run.
+
+    python benchmarks/search_efficiency.py --trials 20 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def best_baseline() -> tuple[str, float] | None:
+    for table in (ROOT / "runs" / "baselines" / "table.csv", RESULTS / "baselines" / "table.csv"):
+        if table.exists():
+            with table.open() as f:
+                rows = list(csv.DictReader(f))
+            best = max(rows, key=lambda r: float(r["AP_mean"]))
+            return best["neck"], float(best["AP_mean"])
+    return None
+
+
+def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | None, threads: int) -> dict:
+    from nasfpn.search import SearchOptions, run_search
+    from nasfpn.search.store import read_trials
+
+    name = f"{sampler}-s{seed}"
+    run = runs_dir / name
+    timing = run / "benchmark_timing.json"
+    if not timing.exists():
+        opts = SearchOptions(space=str(ROOT / "search_spaces" / "nasfpn_space.yaml"), trials=trials,
+                             sampler=sampler, seed=seed, concurrency=1, cpus_per_trial=threads, cpus=threads,
+                             baselines=[], name=name, runs_dir=str(runs_dir), cache=cache, progress=False)
+        start = time.perf_counter()
+        run_search(opts)
+        timing.write_text(json.dumps({"wall_seconds": time.perf_counter() - start}))
+    records = read_trials(run)
+    wall = json.loads(timing.read_text())["wall_seconds"]
+    inside = sum(r.get("duration") or 0.0 for r in records)
+    best, curve = 0.0, []
+    for r in sorted(records, key=lambda r: r["ended"]):
+        if r["state"] == "complete" and r["metrics"].get("AP") is not None:
+            best = max(best, r["metrics"]["AP"])
+        curve.append(best)
+    return {"sampler": sampler, "seed": seed, "curve": curve, "wall": wall, "inside": inside, "n": len(records),
+            "states": [r["state"] for r in records]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
+    parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "search_efficiency"))
+    args = parser.parse_args()
+
+    import ray
+
+    ray.init(num_cpus=args.threads, include_dashboard=False, _node_ip_address="127.0.0.1",
+             logging_level="ERROR", log_to_driver=False)
+    runs = [run_one(s, k, args.trials, Path(args.runs_dir), args.cache, args.threads)
+            for s in ("tpe", "random") for k in range(args.seeds)]
+    ray.shutdown()
+
+    base = best_baseline()
+    checkpoints = sorted({n for n in (5, 10, 20, 30, 40, args.trials) if n <= args.trials})
+    lines = [f"Search efficiency on nasfpn_space, proxy budget, {args.seeds} seeds per sampler, "
+             f"{args.trials} trials each, one trial at a time on {args.threads} threads "
+             f"(`python benchmarks/search_efficiency.py --trials {args.trials} --seeds {args.seeds}`).", "",
+             "Best AP (%) found after N trials: mean over seeds (min..max)." +
+             (f" Best baseline under the same proxy: {base[0]} {base[1] * 100:.1f}." if base else ""), "",
+             "| sampler | " + " | ".join(f"N={n}" for n in checkpoints) + " |",
+             "|---|" + "---|" * len(checkpoints)]
+    with (RESULTS / "search_efficiency.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sampler", "seed", "trial", "best_AP"])
+        for r in runs:
+            for i, v in enumerate(r["curve"], 1):
+                writer.writerow([r["sampler"], r["seed"], i, f"{v:.6f}"])
+    for sampler in ("tpe", "random"):
+        mine = [r for r in runs if r["sampler"] == sampler]
+        cells = []
+        for n in checkpoints:
+            values = [r["curve"][min(n, len(r["curve"])) - 1] * 100 for r in mine]
+            cells.append(f"{statistics.mean(values):.1f} ({min(values):.1f}..{max(values):.1f})")
+        lines.append(f"| {sampler} | " + " | ".join(cells) + " |")
+    total_wall = sum(r["wall"] for r in runs)
+    total_inside = sum(r["inside"] for r in runs)
+    n_trials = sum(r["n"] for r in runs)
+    per_trial = (total_wall - total_inside) / n_trials
+    mean_trial = total_inside / n_trials
+    pruned = sum(s == "pruned" for r in runs for s in r["states"])
+    lines += ["", f"Ray/Optuna overhead per trial (wall time outside the trial function, {n_trials} trials): "
+              f"**{per_trial:.2f} s**, {per_trial / mean_trial * 100:.1f}% of a mean trial of {mean_trial:.1f} s "
+              f"(goal < 5%); {pruned} of {n_trials} trials were stopped early by ASHA. Excludes the one-time "
+              f"data and backbone preparation."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (RESULTS / "search_efficiency.md").write_text(text)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for color, sampler in (("C0", "tpe"), ("C1", "random")):
+        for r in (r for r in runs if r["sampler"] == sampler):
+            ax.plot(range(1, len(r["curve"]) + 1), [v * 100 for v in r["curve"]], color=color, alpha=0.35)
+        n = min(len(r["curve"]) for r in runs if r["sampler"] == sampler)
+        mean = [statistics.mean(r["curve"][i] * 100 for r in runs if r["sampler"] == sampler) for i in range(n)]
+        ax.plot(range(1, n + 1), mean, color=color, lw=2, label=f"{sampler} (mean of {args.seeds})")
+    if base:
+        ax.axhline(base[1] * 100, color="C3", ls="--", lw=1, label=f"best baseline ({base[0]})")
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best AP so far (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "search_efficiency.png", dpi=120)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
