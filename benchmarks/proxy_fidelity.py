@@ -114,7 +114,7 @@ def main() -> int:
 
     budgets = {name: get_budget(name) for name in ("proxy", "full")}
     data = load_data("synthetic", budgets["proxy"].image_size, budgets["proxy"].train_images,
-                     budgets["proxy"].val_images)
+                     budgets["proxy"].val_images, cache=args.cache)
     prepared = {name: prepare(data, b, cache=args.cache, progress=False) for name, b in budgets.items()}
     jobs = []
     for g in necks(args.samples, args.fusion_samples):

@@ -71,7 +71,7 @@ def main() -> int:
     budget = get_budget("proxy")
 
     start = time.perf_counter()
-    data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images)
+    data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=args.cache)
     data_s = time.perf_counter() - start
     start = time.perf_counter()
     prepared = prepare(data, budget, cache=args.cache, progress=False)

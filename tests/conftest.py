@@ -14,5 +14,5 @@ def smoke(cache_dir):
     from nasfpn.proxy.prepare import prepare
 
     budget = get_budget("smoke")
-    data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images)
+    data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=str(cache_dir))
     return prepare(data, budget, cache=cache_dir, progress=False)

@@ -86,7 +86,8 @@ def proxy_session(args, levels):
     if args.steps is not None and args.steps < 1:
         raise UserError("--steps must be at least 1")
     budget = get_budget(args.budget, steps=args.steps)
-    data = load_data(args.data, budget.image_size, budget.train_images, budget.val_images)
+    data = load_data(args.data, budget.image_size, budget.train_images, budget.val_images,
+                     cache=args.cache)
     for note in data.notes:
         print(f"warning: {args.data}: {note}")
     prepared = prepare(data, budget, levels=tuple(levels), device=device, backbone_seed=args.backbone_seed,

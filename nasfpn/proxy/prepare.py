@@ -4,8 +4,9 @@ keyed by dataset content, image size, backbone seed and pretraining steps."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -13,21 +14,40 @@ from typing import Optional
 import torch
 
 from .budgets import Budget
+from .cache import cache_dir
 from .data import DetectionData, Split
 from .model import Detector, new_backbone, normalize, plain_laterals
 from .targets import Locations, assign, locations
-
-
-def cache_dir(path: str | Path | None = None) -> Path:
-    root = Path(path or os.environ.get("NASFPN_CACHE") or Path.home() / ".cache" / "nasfpn")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 @dataclass
 class SplitTargets:
     cls: torch.Tensor        # (N, L) class per location, K = background
     box: torch.Tensor        # (N, L, 4) xyxy box each location regresses
+
+
+class _Array:
+    """A tensor on its way through pickle as a numpy array (see Prepared.__getstate__)."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def _map_tensors(obj, to_numpy: bool):
+    if to_numpy and isinstance(obj, torch.Tensor):
+        return _Array(obj.detach().cpu().numpy())
+    if not to_numpy and isinstance(obj, _Array):
+        with warnings.catch_warnings():  # Ray hands out read-only shared memory; nothing writes it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(obj.array)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, to_numpy) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, to_numpy) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _map_tensors(getattr(obj, f.name), to_numpy)
+                                           for f in dataclasses.fields(obj) if f.init})
+    return obj
 
 
 @dataclass
@@ -40,6 +60,14 @@ class Prepared:
     train_feats: Optional[list[torch.Tensor]]   # frozen backbone features (fp16), None end-to-end
     val_feats: Optional[list[torch.Tensor]]
     backbone_seed: int
+
+    # Ray's object store shares numpy arrays between worker processes without copying, but copies
+    # tensors into every process: the ~2 GB of images and features travel as arrays.
+    def __getstate__(self) -> dict:
+        return _map_tensors(dict(self.__dict__), to_numpy=True)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(_map_tensors(state, to_numpy=False))
 
 
 def split_targets(split: Split, locs: Locations, num_classes: int) -> SplitTargets:

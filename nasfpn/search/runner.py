@@ -168,7 +168,8 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None) -> tuple[Path
 
     cluster = connect_ray(opts.address, opts.cpus)
     budget = get_budget(opts.budget, steps=opts.steps)
-    data = load_data(opts.data, budget.image_size, budget.train_images, budget.val_images)
+    data = load_data(opts.data, budget.image_size, budget.train_images, budget.val_images,
+                     cache=opts.cache)
     prepared = prepare(data, budget, levels=space.template["levels"], device="cpu",
                        backbone_seed=opts.backbone_seed, cache=opts.cache, progress=opts.progress)
     device = "cuda" if opts.gpus_per_trial > 0 else "cpu"

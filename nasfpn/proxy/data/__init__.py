@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..cache import cache_dir
 from .coco import load_coco_dir
 from .dataset import DataError, DetectionData, Split
 from .synthetic import CLASSES, render
@@ -14,25 +17,48 @@ from .synthetic import CLASSES, render
 __all__ = ["DataError", "DetectionData", "Split", "load_data", "synthetic_split"]
 
 
-def synthetic_split(seed: int, split: str, n: int, image_size: int) -> Split:
+DISK_CACHE_MIN_IMAGES = 256  # smaller splits regenerate faster than they load
+
+
+def synthetic_split(seed: int, split: str, n: int, image_size: int, cache: str | Path | None = None) -> Split:
+    """Generate (or load from the disk cache) the first `n` images of a synthetic split."""
+    path = None
+    if n >= DISK_CACHE_MIN_IMAGES:
+        path = cache_dir(cache) / f"synthetic-s{seed}-{split}-{image_size}px-{n}.npz"
+        if path.exists():
+            saved = np.load(path, allow_pickle=False)
+            ends = np.cumsum(saved["counts"])
+            starts = ends - saved["counts"]
+            return _split(torch.from_numpy(saved["images"]), [saved["boxes"][a:b] for a, b in zip(starts, ends)],
+                          [saved["labels"][a:b] for a, b in zip(starts, ends)], image_size)
     images, boxes, labels = [], [], []
     for i in range(n):
         img, b, lb = render(seed, split, i, image_size)
         images.append(torch.from_numpy((img * 255).round().astype(np.uint8)).permute(2, 0, 1))
         boxes.append(b)
         labels.append(lb)
-    return Split(images=torch.stack(images), boxes=boxes, labels=labels,
-                 image_ids=list(range(1, n + 1)), orig_sizes=[(image_size, image_size)] * n,
-                 scales=np.ones(n))
+    out = _split(torch.stack(images), boxes, labels, image_size)
+    if path is not None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, images=out.images.numpy(), boxes=np.concatenate(boxes).reshape(-1, 4),
+                 labels=np.concatenate(labels), counts=np.asarray([len(b) for b in boxes]))
+        os.replace(tmp, path)
+    return out
+
+
+def _split(images: torch.Tensor, boxes: list, labels: list, image_size: int) -> Split:
+    n = int(images.shape[0])
+    return Split(images=images, boxes=boxes, labels=labels, image_ids=list(range(1, n + 1)),
+                 orig_sizes=[(image_size, image_size)] * n, scales=np.ones(n))
 
 
 @lru_cache(maxsize=4)
-def load_data(spec: str, image_size: int = 128, train_images: int = 2048, val_images: int = 512,
-              seed: int = 0) -> DetectionData:
-    """`synthetic` (generated from `seed`, once per process) or `coco:DIR`."""
+def load_data(spec: str, image_size: int = 128, train_images: int = 16384, val_images: int = 512,
+              seed: int = 0, cache: str | None = None) -> DetectionData:
+    """`synthetic` (generated from `seed` once, then loaded from the disk cache) or `coco:DIR`."""
     if spec == "synthetic":
-        train = synthetic_split(seed, "train", train_images, image_size)
-        val = synthetic_split(seed, "val", val_images, image_size)
+        train = synthetic_split(seed, "train", train_images, image_size, cache)
+        val = synthetic_split(seed, "val", val_images, image_size, cache)
         return DetectionData(name="synthetic", key=f"synthetic-s{seed}-{image_size}-{train_images}-{val_images}",
                              classes=list(CLASSES), image_size=image_size, train=train, val=val)
     if spec.startswith("coco:"):
