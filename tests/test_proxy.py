@@ -105,3 +105,17 @@ def test_baselines_command_writes_tables_and_plot(tmp_path, cache_dir):
     before = (out / "runs" / "fpn-s0" / "metrics.json").stat().st_mtime_ns
     assert main(args) == 0  # a re-run keeps finished runs
     assert (out / "runs" / "fpn-s0" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_synthetic_disk_cache_reloads_the_same_split(tmp_path):
+    from nasfpn.proxy.data import DISK_CACHE_MIN_IMAGES, synthetic_split
+
+    n = DISK_CACHE_MIN_IMAGES
+    made = synthetic_split(5, "val", n, 32, cache=tmp_path)
+    assert list(tmp_path.glob("synthetic-s5-val-32px-*.npz"))
+    loaded = synthetic_split(5, "val", n, 32, cache=tmp_path)
+    assert torch.equal(made.images, loaded.images)
+    for a, b, la, lb in zip(made.boxes, loaded.boxes, made.labels, loaded.labels):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+        assert b.base is None  # its own small array, not a view that keeps the whole file alive

@@ -26,11 +26,12 @@ def synthetic_split(seed: int, split: str, n: int, image_size: int, cache: str |
     if n >= DISK_CACHE_MIN_IMAGES:
         path = cache_dir(cache) / f"synthetic-s{seed}-{split}-{image_size}px-{n}.npz"
         if path.exists():
-            saved = np.load(path, allow_pickle=False)
-            ends = np.cumsum(saved["counts"])
-            starts = ends - saved["counts"]
-            return _split(torch.from_numpy(saved["images"]), [saved["boxes"][a:b] for a, b in zip(starts, ends)],
-                          [saved["labels"][a:b] for a, b in zip(starts, ends)], image_size)
+            with np.load(path, allow_pickle=False) as saved:  # each saved[key] reads the array anew
+                images, all_boxes, all_labels, counts = (saved[k] for k in ("images", "boxes", "labels", "counts"))
+            ends = np.cumsum(counts)
+            starts = ends - counts
+            return _split(torch.from_numpy(images), [all_boxes[a:b].copy() for a, b in zip(starts, ends)],
+                          [all_labels[a:b].copy() for a, b in zip(starts, ends)], image_size)
     images, boxes, labels = [], [], []
     for i in range(n):
         img, b, lb = render(seed, split, i, image_size)
