@@ -53,6 +53,9 @@ def test_search_writes_every_file_with_baselines(tmp_path, cache_dir):
     trials = pd.read_csv(run / "trials.csv")
     assert len(trials) == 5 and set(trials["kind"]) == {"baseline", "search"}
     assert {"state", "duration_s", "error", "AP", "neck_flops"} <= set(trials.columns)
+    assert (trials["duration_s"] > 0).all()  # early-stopped trials report how long they ran too
+    records = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert all(r["duration"] is not None for r in records)
     assert any(c.startswith("param:cell.nodes[0].combine") for c in trials.columns)
     study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{run / 'study.db'}")
     finished = [t for t in study.trials if t.state.is_finished()]

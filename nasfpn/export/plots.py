@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -16,9 +17,8 @@ def ap_vs_flops(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     x = table["neck_flops"] / 1e9
     ax.errorbar(x, table["AP_mean"] * 100, yerr=table["AP_std"].fillna(0) * 100, fmt="o", capsize=3)
-    for name, xi, yi in zip(table["neck"], x, table["AP_mean"] * 100):
-        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xscale("log")
+    label_points(ax, list(zip(table["neck"], x, table["AP_mean"] * 100)))
+    log_x_axis(ax)
     ax.set_xlabel("neck GFLOPs (log scale)")
     ax.set_ylabel("COCO AP (%)")
     ax.set_title(title, fontsize=10)
@@ -28,3 +28,29 @@ def ap_vs_flops(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def label_points(ax, points: list[tuple[str, float, float]], color: str | None = None) -> None:
+    """Name each (name, x, y) point; names of points that (nearly) coincide on a log-x plot are
+    stacked below each other instead of printed on top of each other."""
+    placed: list[tuple[float, float]] = []
+    for name, x, y in sorted(points, key=lambda p: -p[2]):
+        crowd = sum(1 for px, py in placed if abs(px / x - 1) < 0.08 and abs(py - y) < 1.5)
+        placed.append((x, y))
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4 - 10 * crowd), fontsize=8, color=color)
+
+
+def log_x_axis(ax) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
+
+
+def merge_close(values: list[tuple[str, float]], gap: float) -> list[tuple[str, float]]:
+    """(name, y) pairs closer than `gap` in y become one ("a, b", mean y) label."""
+    groups: list[list[tuple[str, float]]] = []
+    for name, y in sorted(values, key=lambda v: -v[1]):
+        if groups and abs(groups[-1][-1][1] - y) < gap:
+            groups[-1].append((name, y))
+        else:
+            groups.append([(name, y)])
+    return [(", ".join(n for n, _ in g), sum(y for _, y in g) / len(g)) for g in groups]

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from ..dsl import from_yaml, load, to_yaml  # noqa: E402
 from ..search.store import read_trials, trials_frame  # noqa: E402
 from .draw import draw_cell  # noqa: E402
+from .plots import label_points, log_x_axis, merge_close  # noqa: E402
 
 
 def _ap(record: dict) -> float:
@@ -72,11 +73,11 @@ def pareto_plot(records: list[dict], path: Path) -> None:
                 best = _ap(r)
         ax.step([r["metrics"]["neck_flops"] / 1e9 for r in front], [_ap(r) * 100 for r in front], where="post",
                 color="C0", lw=1, alpha=0.6, label="Pareto front")
-    for r in base:
-        x, y = r["metrics"]["neck_flops"] / 1e9, _ap(r) * 100
-        ax.scatter([x], [y], marker="*", s=120, color="C3", zorder=3)
-        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8, color="C3")
-    ax.set_xscale("log")
+    points = [(r["name"], r["metrics"]["neck_flops"] / 1e9, _ap(r) * 100) for r in base]
+    if points:
+        ax.scatter([x for _, x, _ in points], [y for _, _, y in points], marker="*", s=120, color="C3", zorder=3)
+    label_points(ax, points, color="C3")
+    log_x_axis(ax)
     ax.set_xlabel("neck GFLOPs (log scale)")
     ax.set_ylabel("AP (%)")
     ax.set_title("AP vs FLOPs (stars: hand-designed necks)", fontsize=10)
@@ -101,9 +102,11 @@ def progress_plot(records: list[dict], path: Path) -> None:
     ax.step(xs, ys, where="post", label="best sampled so far")
     done = [r for r in search if r["state"] == "complete"]
     ax.scatter([search.index(r) + 1 for r in done], [_ap(r) * 100 for r in done], s=10, alpha=0.5, label="trial AP")
-    for k, r in enumerate(ranked([r for r in records if r["kind"] == "baseline"])):
-        ax.axhline(_ap(r) * 100, color=f"C{(k % 8) + 1}", ls="--", lw=1)
-        ax.text(max(len(search), 1), _ap(r) * 100, f" {r['name']}", fontsize=7, va="center")
+    baselines = [(r["name"], _ap(r) * 100) for r in ranked([r for r in records if r["kind"] == "baseline"])]
+    for k, (_, y) in enumerate(baselines):
+        ax.axhline(y, color=f"C{(k % 8) + 1}", ls="--", lw=1)
+    for names, y in merge_close(baselines, gap=1.2):
+        ax.text(max(len(search), 1), y, f" {names}", fontsize=7, va="center")
     ax.set_xlabel("search trial (in finishing order)")
     ax.set_ylabel("AP (%)")
     ax.set_title("best AP so far (dashed: hand-designed necks)", fontsize=10)

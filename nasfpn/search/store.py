@@ -103,6 +103,15 @@ def read_trials(run_dir: Path) -> list[dict]:
     return sorted(records.values(), key=lambda r: r.get("ended", 0))
 
 
+def trial_seconds(record: dict) -> float | None:
+    """Seconds the trial ran: as the trial measured it, else as the driver saw it start and end."""
+    if record.get("duration") is not None:
+        return record["duration"]
+    if record.get("started") is not None and record.get("ended") is not None:
+        return record["ended"] - record["started"]
+    return None
+
+
 def trials_frame(records: list[dict]) -> pd.DataFrame:
     """A row per trial: identity, each sampled choice (`param:` columns), each metric, state,
     duration, error."""
@@ -110,7 +119,7 @@ def trials_frame(records: list[dict]) -> pd.DataFrame:
     for r in records:
         row = {"trial_id": r["trial_id"], "kind": r["kind"], "name": r["name"], "state": r["state"],
                "graph_key": r.get("key"), "optuna_number": r.get("number"),
-               "duration_s": r.get("duration"), "error": r.get("error"), "node": r.get("node")}
+               "duration_s": trial_seconds(r), "error": r.get("error"), "node": r.get("node")}
         row.update({f"param:{k}": v for k, v in (r.get("params") or {}).items()})
         row.update({k: v for k, v in (r.get("metrics") or {}).items()})
         rows.append(row)

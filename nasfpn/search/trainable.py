@@ -62,7 +62,8 @@ def neck_trial(config: dict, prepared=None, settings: dict | None = None) -> Non
 
         def on_eval(step: int, metrics: dict) -> None:
             rung["k"] += 1
-            tune.report({"rung": rung["k"], "ap_rung": metrics["AP"], "step": step, "final": False, **where})
+            tune.report({"rung": rung["k"], "ap_rung": metrics["AP"], "step": step, "final": False,
+                         "seconds": time.time() - started, **where})
 
         # Reference trials report only at the end: early stopping never cuts a baseline short.
         metrics = run_trial(genotype, prepared, seed=int(settings.get("seed", 0)),
