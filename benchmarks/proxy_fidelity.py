@@ -102,6 +102,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=3, help="random nasfpn_space necks")
     parser.add_argument("--fusion-samples", type=int, default=2, help="random fusion_space necks")
     parser.add_argument("--fpn-seeds", type=int, default=5, help="proxy seeds of fpn for the seed std")
+    parser.add_argument("--budgets", default="proxy,full",
+                        help="which runs to do now (full runs do not depend on the proxy's settings)")
     parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
     parser.add_argument("--out", default=str(RESULTS / "proxy_fidelity"))
     args = parser.parse_args()
@@ -115,14 +117,19 @@ def main() -> int:
     budgets = {name: get_budget(name) for name in ("proxy", "full")}
     data = load_data("synthetic", budgets["proxy"].image_size, budgets["proxy"].train_images,
                      budgets["proxy"].val_images, cache=args.cache)
-    prepared = {name: prepare(data, b, cache=args.cache, progress=False) for name, b in budgets.items()}
+    prepared = {name: prepare(data, b, cache=args.cache, progress=False) for name, b in budgets.items()
+                if name in args.budgets.split(",")}
     jobs = []
     for g in necks(args.samples, args.fusion_samples):
         jobs.append((g, "proxy", 0))
         jobs.append((g, "full", 0))
         if g.name == "fpn":
             jobs += [(g, "proxy", s) for s in range(1, args.fpn_seeds)]
-    jobs.sort(key=lambda j: j[1] == "full")  # every proxy run first: they are cheap
+    wanted = set(args.budgets.split(","))
+    jobs = [j for j in jobs if j[1] in wanted]
+    # every proxy run first (they are cheap), then full runs from the cheapest neck up, so that an
+    # interrupted run has covered as many necks as its time allowed
+    jobs.sort(key=lambda j: (j[1] == "full", _neck_flops(j[0], budgets["proxy"]) if j[1] == "full" else 0))
     new_file = not csv_path.exists()
     with csv_path.open("a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)

@@ -198,6 +198,8 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None) -> tuple[Path
                 trainable,
                 tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=total,
                                             max_concurrent_trials=concurrency,
+                                            # a new actor per trial re-imports torch: ~2 s a trial
+                                            reuse_actors=True,
                                             trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
                 run_config=tune.RunConfig(name="tune", storage_path=storage_path, callbacks=[progress],
                                           verbose=0, failure_config=tune.FailureConfig(max_failures=2)))
