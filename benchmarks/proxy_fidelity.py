@@ -104,6 +104,9 @@ def main() -> int:
     parser.add_argument("--fpn-seeds", type=int, default=5, help="proxy seeds of fpn for the seed std")
     parser.add_argument("--budgets", default="proxy,full",
                         help="which runs to do now (full runs do not depend on the proxy's settings)")
+    parser.add_argument("--shard", default="0/1",
+                        help="K/N: do every N-th pending run starting at the K-th, so N processes (e.g. "
+                             "one thread each) share the work; they append to the same CSV")
     parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
     parser.add_argument("--out", default=str(RESULTS / "proxy_fidelity"))
     args = parser.parse_args()
@@ -130,14 +133,14 @@ def main() -> int:
     # every proxy run first (they are cheap), then full runs from the cheapest neck up, so that an
     # interrupted run has covered as many necks as its time allowed
     jobs.sort(key=lambda j: (j[1] == "full", _neck_flops(j[0], budgets["proxy"]) if j[1] == "full" else 0))
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    jobs = [j for j in jobs if (j[0].name, j[1], j[2]) not in done][shard::shards]
     new_file = not csv_path.exists()
     with csv_path.open("a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         if new_file:
             writer.writeheader()
         for g, budget, seed in jobs:
-            if (g.name, budget, seed) in done:
-                continue
             start = time.perf_counter()
             m = run_trial(g, prepared[budget], seed=seed, progress=False, measure=False)
             row = {"neck": g.name, "budget": budget, "seed": seed, **{k: m.get(k) for k in FIELDS[3:8]},
@@ -147,7 +150,7 @@ def main() -> int:
             rows.append(row)
             print(f"{g.name:>18} {budget:>5} seed {seed}: AP {m['AP'] * 100:5.1f}  "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
-    summarize(rows, out)
+    summarize(load_rows(csv_path), out)  # every shard's rows, not only this process's
     return 0
 
 
