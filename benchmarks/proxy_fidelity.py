@@ -168,6 +168,7 @@ def summarize(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    proxy_steps, full_steps = get_budget("proxy").steps, get_budget("full").steps
     proxy = {r["neck"]: r["AP"] for r in rows if r["budget"] == "proxy" and r["seed"] == 0}
     full = {r["neck"]: r["AP"] for r in rows if r["budget"] == "full" and r["seed"] == 0}
     names = [n for n in proxy if n in full]
@@ -182,12 +183,13 @@ def summarize(rows: list[dict], out: Path) -> None:
     zoo_ap = [proxy[n] for n in proxy if n in zoo]
     spread = statistics.stdev(zoo_ap)
     lines = [
-        f"Proxy fidelity on synthetic data, {len(names)} necks "
-        f"(`python benchmarks/proxy_fidelity.py`, 2 CPU threads).", "",
+        f"Proxy fidelity on synthetic data, {len(names)} necks with both budgets "
+        f"(`python benchmarks/proxy_fidelity.py`; `proxy`: {proxy_steps} steps on frozen cached backbone "
+        f"features, `full`: {full_steps} steps end to end).", "",
         f"- Kendall tau (proxy AP vs full AP): **{tau:.3f}** (goal >= 0.6)",
         f"- Spearman rho: **{rho:.3f}**",
-        f"- fpn proxy AP over {len(fpn_seeds)} seeds: mean {statistics.mean(fpn_seeds) * 100:.2f}, "
-        f"std **{seed_std * 100:.2f}** AP points",
+        f"- fpn proxy AP over {len(fpn_seeds)} seeds ({', '.join(f'{x * 100:.1f}' for x in fpn_seeds)}): "
+        f"mean {statistics.mean(fpn_seeds) * 100:.2f}, std **{seed_std * 100:.2f}** AP points",
         f"- spread of proxy AP across the {len(zoo_ap)} zoo necks: std **{spread * 100:.2f}** "
         f"(range {min(zoo_ap) * 100:.1f}-{max(zoo_ap) * 100:.1f}); ratio spread / seed std = "
         f"**{spread / seed_std:.1f}** (goal >= 3)", "",
