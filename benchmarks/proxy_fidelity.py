@@ -96,6 +96,27 @@ def load_rows(path: Path) -> list[dict]:
                                                   for k in FIELDS[3:]}} for r in csv.DictReader(f)]
 
 
+def append_row(path: Path, row: dict) -> None:
+    """Reopened per row: runs take minutes, and a file replaced meanwhile (a git checkout, say)
+    must still receive every row, not an unlinked copy."""
+    new_file = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 0/2, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"K must be in 0..N-1, got {text!r}")
+    return k, n
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -104,7 +125,7 @@ def main() -> int:
     parser.add_argument("--fpn-seeds", type=int, default=5, help="proxy seeds of fpn for the seed std")
     parser.add_argument("--budgets", default="proxy,full",
                         help="which runs to do now (full runs do not depend on the proxy's settings)")
-    parser.add_argument("--shard", default="0/1",
+    parser.add_argument("--shard", default=(0, 1), type=_shard,
                         help="K/N: do every N-th pending run starting at the K-th, so N processes (e.g. "
                              "one thread each) share the work; they append to the same CSV")
     parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
@@ -114,42 +135,35 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = out.with_suffix(".csv")
-    rows = load_rows(csv_path)
-    done = {(r["neck"], r["budget"], r["seed"]) for r in rows}
+    done = {(r["neck"], r["budget"], r["seed"]) for r in load_rows(csv_path)}
 
     budgets = {name: get_budget(name) for name in ("proxy", "full")}
     data = load_data("synthetic", budgets["proxy"].image_size, budgets["proxy"].train_images,
                      budgets["proxy"].val_images, cache=args.cache)
+    wanted = set(args.budgets.split(","))
     prepared = {name: prepare(data, b, cache=args.cache, progress=False) for name, b in budgets.items()
-                if name in args.budgets.split(",")}
+                if name in wanted}
     jobs = []
     for g in necks(args.samples, args.fusion_samples):
         jobs.append((g, "proxy", 0))
         jobs.append((g, "full", 0))
         if g.name == "fpn":
             jobs += [(g, "proxy", s) for s in range(1, args.fpn_seeds)]
-    wanted = set(args.budgets.split(","))
     jobs = [j for j in jobs if j[1] in wanted]
     # every proxy run first (they are cheap), then full runs from the cheapest neck up, so that an
     # interrupted run has covered as many necks as its time allowed
     jobs.sort(key=lambda j: (j[1] == "full", _neck_flops(j[0], budgets["proxy"]) if j[1] == "full" else 0))
-    shard, shards = (int(x) for x in args.shard.split("/"))
+    shard, shards = args.shard
     jobs = [j for j in jobs if (j[0].name, j[1], j[2]) not in done][shard::shards]
-    new_file = not csv_path.exists()
-    with csv_path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new_file:
-            writer.writeheader()
-        for g, budget, seed in jobs:
-            start = time.perf_counter()
-            m = run_trial(g, prepared[budget], seed=seed, progress=False, measure=False)
-            row = {"neck": g.name, "budget": budget, "seed": seed, **{k: m.get(k) for k in FIELDS[3:8]},
-                   "neck_flops": _neck_flops(g, prepared[budget].budget), "train_seconds": m["train_seconds"]}
-            writer.writerow(row)
-            f.flush()
-            rows.append(row)
-            print(f"{g.name:>18} {budget:>5} seed {seed}: AP {m['AP'] * 100:5.1f}  "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    for g, budget, seed in jobs:
+        start = time.perf_counter()
+        m = run_trial(g, prepared[budget], seed=seed, progress=False, measure=False)
+        append_row(csv_path, {"neck": g.name, "budget": budget, "seed": seed,
+                              **{k: m.get(k) for k in FIELDS[3:8]},
+                              "neck_flops": _neck_flops(g, prepared[budget].budget),
+                              "train_seconds": m["train_seconds"]})
+        print(f"{g.name:>18} {budget:>5} seed {seed}: AP {m['AP'] * 100:5.1f}  "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
     summarize(load_rows(csv_path), out)  # every shard's rows, not only this process's
     return 0
 
