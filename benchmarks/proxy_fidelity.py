@@ -5,8 +5,11 @@ For the zoo and random samples of nasfpn_space (and fusion_space): AP under the 
 backbone trained end to end). Prints Kendall tau and Spearman rho of the two rankings, and the
 seed-to-seed std of fpn's proxy AP against the spread of proxy AP across the zoo.
 
-Every finished run is appended to the CSV at once; re-running the script skips finished runs,
-so an interrupted benchmark resumes. Writes benchmarks/results/proxy_fidelity.{csv,md,png}.
+Every finished run is appended to the CSV at once, with the fingerprint of the pretrained
+backbone it started from; re-running the script skips the runs finished on the same backbone, so
+an interrupted benchmark resumes. Another machine pretrains a numerically different backbone: its
+runs are new rows, and the summary compares rankings per backbone and across backbones.
+Writes benchmarks/results/proxy_fidelity.{csv,md,png}.
 
     python benchmarks/proxy_fidelity.py --threads 2
 """
@@ -31,7 +34,9 @@ from nasfpn.proxy.prepare import prepare
 from nasfpn.proxy.train import run_trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIELDS = ["neck", "budget", "seed", "AP", "AP50", "APs", "APm", "APl", "neck_flops", "train_seconds"]
+FIELDS = ["neck", "budget", "seed", "AP", "AP50", "APs", "APm", "APl", "neck_flops", "train_seconds", "backbone"]
+NUMERIC = FIELDS[3:10]
+UNRECORDED = "unrecorded"  # rows from before fingerprints were recorded ("unrecorded-DATE": one session)
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -92,8 +97,9 @@ def load_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with path.open() as f:
-        return [{**r, "seed": int(r["seed"]), **{k: float(r[k]) if r[k] not in ("", "nan") else float("nan")
-                                                  for k in FIELDS[3:]}} for r in csv.DictReader(f)]
+        return [{**r, "seed": int(r["seed"]), "backbone": r.get("backbone") or UNRECORDED,
+                 **{k: float(r[k]) if r[k] not in ("", "nan") else float("nan") for k in NUMERIC}}
+                for r in csv.DictReader(f)]
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -128,6 +134,8 @@ def main() -> int:
     parser.add_argument("--shard", default=(0, 1), type=_shard,
                         help="K/N: do every N-th pending run starting at the K-th, so N processes (e.g. "
                              "one thread each) share the work; they append to the same CSV")
+    parser.add_argument("--necks", help="comma-separated neck names: run only these (to balance "
+                        "long runs over processes by hand); the summary still covers every row")
     parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
     parser.add_argument("--out", default=str(RESULTS / "proxy_fidelity"))
     args = parser.parse_args()
@@ -135,7 +143,14 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = out.with_suffix(".csv")
-    done = {(r["neck"], r["budget"], r["seed"]) for r in load_rows(csv_path)}
+    genotypes = necks(args.samples, args.fusion_samples)
+    if args.necks:
+        chosen = set(args.necks.split(","))
+        unknown = chosen - {g.name for g in genotypes}
+        if unknown:
+            parser.error(f"--necks: unknown neck(s) {', '.join(sorted(unknown))} "
+                         f"(expected some of: {', '.join(g.name for g in genotypes)})")
+        genotypes = [g for g in genotypes if g.name in chosen]
 
     budgets = {name: get_budget(name) for name in ("proxy", "full")}
     data = load_data("synthetic", budgets["proxy"].image_size, budgets["proxy"].train_images,
@@ -144,7 +159,7 @@ def main() -> int:
     prepared = {name: prepare(data, b, cache=args.cache, progress=False) for name, b in budgets.items()
                 if name in wanted}
     jobs = []
-    for g in necks(args.samples, args.fusion_samples):
+    for g in genotypes:
         jobs.append((g, "proxy", 0))
         jobs.append((g, "full", 0))
         if g.name == "fpn":
@@ -153,15 +168,21 @@ def main() -> int:
     # every proxy run first (they are cheap), then full runs from the cheapest neck up, so that an
     # interrupted run has covered as many necks as its time allowed
     jobs.sort(key=lambda j: (j[1] == "full", _neck_flops(j[0], budgets["proxy"]) if j[1] == "full" else 0))
+    # a run is done when it ran on this backbone; rows from another machine's backbone do not count
+    done = {(r["neck"], r["budget"], r["seed"], r["backbone"]) for r in load_rows(csv_path)}
+    jobs = [j for j in jobs if (j[0].name, j[1], j[2], prepared[j[1]].backbone_fingerprint) not in done]
     shard, shards = args.shard
-    jobs = [j for j in jobs if (j[0].name, j[1], j[2]) not in done][shard::shards]
+    jobs = jobs[shard::shards]
+    print(f"backbone {', '.join(sorted({p.backbone_fingerprint for p in prepared.values()}))}: "
+          f"{len(jobs)} runs to do in this process", flush=True)
     for g, budget, seed in jobs:
         start = time.perf_counter()
         m = run_trial(g, prepared[budget], seed=seed, progress=False, measure=False)
         append_row(csv_path, {"neck": g.name, "budget": budget, "seed": seed,
-                              **{k: m.get(k) for k in FIELDS[3:8]},
+                              **{k: m.get(k) for k in NUMERIC[:5]},
                               "neck_flops": _neck_flops(g, prepared[budget].budget),
-                              "train_seconds": m["train_seconds"]})
+                              "train_seconds": m["train_seconds"],
+                              "backbone": prepared[budget].backbone_fingerprint})
         print(f"{g.name:>18} {budget:>5} seed {seed}: AP {m['AP'] * 100:5.1f}  "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
     summarize(load_rows(csv_path), out)  # every shard's rows, not only this process's
@@ -176,52 +197,128 @@ def _neck_flops(g, budget) -> float:
     return float(module_flops(neck.graph, xs))
 
 
+def _by_neck(rows: list[dict], budget: str, backbone: str) -> dict[str, float]:
+    return {r["neck"]: r["AP"] for r in rows
+            if r["budget"] == budget and r["seed"] == 0 and r["backbone"] == backbone}
+
+
 def summarize(rows: list[dict], out: Path) -> None:
+    """Rankings are compared per backbone: the proxy APs of one backbone against full APs, taken
+    from the same backbone where that neck has one, else from another."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     proxy_steps, full_steps = get_budget("proxy").steps, get_budget("full").steps
-    proxy = {r["neck"]: r["AP"] for r in rows if r["budget"] == "proxy" and r["seed"] == 0}
-    full = {r["neck"]: r["AP"] for r in rows if r["budget"] == "full" and r["seed"] == 0}
-    names = [n for n in proxy if n in full]
-    if len(names) < 3:
+    backbones = list(dict.fromkeys(r["backbone"] for r in rows))
+    letter = {b: chr(ord("A") + i) for i, b in enumerate(backbones)}
+    proxy = {b: _by_neck(rows, "proxy", b) for b in backbones}
+    full_on = {b: _by_neck(rows, "full", b) for b in backbones}
+
+    def full_for(backbone: str) -> dict[str, tuple[float, str]]:
+        """neck -> (full AP, backbone it ran on), the given backbone first."""
+        out_: dict[str, tuple[float, str]] = {}
+        for b in [backbone] + [b for b in backbones if b != backbone]:
+            for n, ap in full_on[b].items():
+                out_.setdefault(n, (ap, b))
+        return out_
+
+    compared = [b for b in backbones if len([n for n in proxy[b] if n in full_for(b)]) >= 3]
+    if not compared:
         print("fewer than 3 necks with both budgets: nothing to correlate yet")
         return
-    a, b = [proxy[n] for n in names], [full[n] for n in names]
-    tau, rho = kendall_tau(a, b), spearman_rho(a, b)
-    fpn_seeds = [r["AP"] for r in rows if r["neck"] == "fpn" and r["budget"] == "proxy"]
-    seed_std = statistics.stdev(fpn_seeds) if len(fpn_seeds) > 1 else float("nan")
-    zoo = set(nasfpn.zoo_names("genotype"))
-    zoo_ap = [proxy[n] for n in proxy if n in zoo]
-    spread = statistics.stdev(zoo_ap)
+    main = max(compared, key=lambda b: len([n for n in proxy[b] if n in full_for(b)]))
+    full = full_for(main)
+    names = sorted((n for n in proxy[main] if n in full), key=lambda n: -full[n][0])
+
     lines = [
         f"Proxy fidelity on synthetic data, {len(names)} necks with both budgets "
         f"(`python benchmarks/proxy_fidelity.py`; `proxy`: {proxy_steps} steps on frozen cached backbone "
         f"features, `full`: {full_steps} steps end to end).", "",
-        f"- Kendall tau (proxy AP vs full AP): **{tau:.3f}** (goal >= 0.6)",
-        f"- Spearman rho: **{rho:.3f}**",
-        f"- fpn proxy AP over {len(fpn_seeds)} seeds ({', '.join(f'{x * 100:.1f}' for x in fpn_seeds)}): "
-        f"mean {statistics.mean(fpn_seeds) * 100:.2f}, std **{seed_std * 100:.2f}** AP points",
-        f"- spread of proxy AP across the {len(zoo_ap)} zoo necks: std **{spread * 100:.2f}** "
-        f"(range {min(zoo_ap) * 100:.1f}-{max(zoo_ap) * 100:.1f}); ratio spread / seed std = "
-        f"**{spread / seed_std:.1f}** (goal >= 3)", "",
-        "| neck | proxy AP | full AP | proxy rank | full rank |", "|---|---|---|---|---|"]
-    rank_a = {n: r for r, n in enumerate(sorted(names, key=lambda n: -proxy[n]), 1)}
-    rank_b = {n: r for r, n in enumerate(sorted(names, key=lambda n: -full[n]), 1)}
-    for n in sorted(names, key=lambda n: -full[n]):
-        lines.append(f"| {n} | {proxy[n] * 100:.1f} | {full[n] * 100:.1f} | {rank_a[n]} | {rank_b[n]} |")
+        "Runs compare exactly only on one pretrained backbone (fingerprint of its weights; pretraining "
+        "is deterministic on one machine, not across machines):", ""]
+    for b in backbones:
+        what = (f"fingerprint `{b}`" if not b.startswith(UNRECORDED)
+                else "not recorded" + (f" (the runs of {b[len(UNRECORDED) + 1:]})" if b != UNRECORDED else ""))
+        lines.append(f"- backbone {letter[b]}: {what}; {len(proxy[b])} necks at `proxy`, "
+                     f"{len(full_on[b])} at `full`")
+    lines.append("")
+    for b in compared:
+        f_b = full_for(b)
+        ns = [n for n in proxy[b] if n in f_b]
+        same = sum(f_b[n][1] == b for n in ns)
+        a, c = [proxy[b][n] for n in ns], [f_b[n][0] for n in ns]
+        lines.append(f"- proxy on backbone {letter[b]} vs full, {len(ns)} necks ({same} of the full runs on "
+                     f"the same backbone): Kendall tau **{kendall_tau(a, c):.3f}**, Spearman rho "
+                     f"**{spearman_rho(a, c):.3f}** (goal tau >= 0.6)")
+    for i, b1 in enumerate(backbones):
+        for b2 in backbones[i + 1:]:
+            ns = [n for n in proxy[b1] if n in proxy[b2]]
+            if len(ns) >= 3:
+                a, c = [proxy[b1][n] for n in ns], [proxy[b2][n] for n in ns]
+                shift = statistics.mean(y - x for x, y in zip(a, c))
+                lines.append(f"- proxy on backbone {letter[b1]} vs proxy on {letter[b2]}, {len(ns)} necks: "
+                             f"Kendall tau **{kendall_tau(a, c):.3f}**, Spearman rho **{spearman_rho(a, c):.3f}**, "
+                             f"mean shift {shift * 100:+.2f} AP points, mean |shift| "
+                             f"{statistics.mean(abs(y - x) for x, y in zip(a, c)) * 100:.2f}")
+    for i, b1 in enumerate(backbones):
+        for b2 in backbones[i + 1:]:
+            ns = [n for n in full_on[b1] if n in full_on[b2]]
+            if ns:
+                lines.append(f"- full on backbone {letter[b1]} vs full on {letter[b2]}: " + ", ".join(
+                    f"{n} {full_on[b1][n] * 100:.1f} vs {full_on[b2][n] * 100:.1f}" for n in ns))
+    zoo = set(nasfpn.zoo_names("genotype"))
+    for b in backbones:
+        fpn_seeds = [r["AP"] for r in rows if r["neck"] == "fpn" and r["budget"] == "proxy" and r["backbone"] == b]
+        zoo_ap = [ap for n, ap in proxy[b].items() if n in zoo]
+        if len(fpn_seeds) < 2 or len(zoo_ap) < 2:
+            continue
+        seed_std, spread = statistics.stdev(fpn_seeds), statistics.stdev(zoo_ap)
+        lines.append(
+            f"- backbone {letter[b]}: fpn proxy AP over {len(fpn_seeds)} seeds "
+            f"({', '.join(f'{x * 100:.1f}' for x in fpn_seeds)}): mean {statistics.mean(fpn_seeds) * 100:.2f}, "
+            f"std **{seed_std * 100:.2f}** AP points; proxy AP across the {len(zoo_ap)} zoo necks: std "
+            f"**{spread * 100:.2f}** (range {min(zoo_ap) * 100:.1f}-{max(zoo_ap) * 100:.1f}); spread / seed std "
+            f"= **{spread / seed_std:.1f}** (goal >= 3)")
+
+    cols = [b for b in backbones if proxy[b]]
+    lines += ["", "| neck | " + " | ".join(f"proxy AP ({letter[b]})" for b in cols)
+              + " | full AP (backbone) | proxy rank | full rank |",
+              "|---|" + "---|" * len(cols) + "---|---|---|"]
+    rank_p = {n: r for r, n in enumerate(sorted(names, key=lambda n: -proxy[main][n]), 1)}
+    for r, n in enumerate(names, 1):
+        cells = [f"{proxy[b][n] * 100:.1f}" if n in proxy[b] else "" for b in cols]
+        lines.append(f"| {n} | {' | '.join(cells)} | {full[n][0] * 100:.1f} ({letter[full[n][1]]}) | "
+                     f"{rank_p[n]} | {r} |")
+    lines.append(f"\nRanks: proxy on backbone {letter[main]}, full as listed.")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    ax.scatter([x * 100 for x in a], [y * 100 for y in b])
-    for n, x, y in zip(names, a, b):
-        ax.annotate(n, (x * 100, y * 100), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    for n in names:  # the same neck's proxy AP on different backbones, joined
+        xs = [proxy[b][n] * 100 for b in cols if n in proxy[b]]
+        if len(xs) > 1:
+            ax.plot([min(xs), max(xs)], [full[n][0] * 100] * 2, color="0.75", lw=1, zorder=1)
+    for i, b in enumerate(cols):
+        colour = f"C{i}"
+        f_b = full_for(b)
+        ns = [n for n in proxy[b] if n in f_b]
+        for same in (True, False):
+            pts = [(proxy[b][n] * 100, f_b[n][0] * 100) for n in ns if (f_b[n][1] == b) == same]
+            if pts:
+                ax.scatter(*zip(*pts), zorder=2, edgecolors=colour, facecolors=colour if same else "none",
+                           label=f"proxy on {letter[b]}, full on {'the same' if same else 'another'} backbone")
+    for n in names:
+        ax.annotate(n, (proxy[main][n] * 100, full[n][0] * 100), textcoords="offset points", xytext=(4, 3),
+                    fontsize=7)
     ax.set_xlabel("proxy AP (%)")
     ax.set_ylabel("full AP (%)")
-    ax.set_title(f"proxy vs full: Kendall tau {tau:.2f}, Spearman rho {rho:.2f}", fontsize=10)
+    tau = kendall_tau([proxy[main][n] for n in names], [full[n][0] for n in names])
+    rho = spearman_rho([proxy[main][n] for n in names], [full[n][0] for n in names])
+    ax.set_title(f"proxy ({letter[main]}) vs full, {len(names)} necks: Kendall tau {tau:.2f}, "
+                 f"Spearman rho {rho:.2f}", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)

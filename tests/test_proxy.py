@@ -12,6 +12,7 @@ from nasfpn.cli import main
 from nasfpn.proxy.cost import count_flops
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.data.synthetic import CLASSES, render
+from nasfpn.proxy.prepare import fingerprint
 from nasfpn.proxy.train import run_trial
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -51,6 +52,17 @@ def test_same_seed_same_ap_different_seed_differs(smoke):
     runs = [run_trial(g, smoke, seed=s, progress=False, measure=False) for s in (3, 3, 4)]
     assert abs(runs[0]["AP"] - runs[1]["AP"]) <= 1e-6 and runs[0]["final_losses"] == runs[1]["final_losses"]
     assert runs[0]["final_losses"] != runs[2]["final_losses"]
+
+
+def test_runs_record_the_backbone_fingerprint_and_threads(smoke):
+    state = smoke.backbone_state
+    assert fingerprint({k: v.clone() for k, v in state.items()}) == smoke.backbone_fingerprint
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    nudged = {**state, name: state[name] + 1e-6}
+    assert fingerprint(nudged) != smoke.backbone_fingerprint
+    m = run_trial(nasfpn.load("fpn"), smoke, seed=0, progress=False, measure=False)
+    assert m["backbone_fingerprint"] == smoke.backbone_fingerprint
+    assert m["threads"] == torch.get_num_threads()
 
 
 def test_recursive_neck_trains_through_the_backbone_hook(smoke):

@@ -60,6 +60,7 @@ class Prepared:
     train_feats: Optional[list[torch.Tensor]]   # frozen backbone features (fp16), None end-to-end
     val_feats: Optional[list[torch.Tensor]]
     backbone_seed: int
+    backbone_fingerprint: str                   # see fingerprint()
 
     # Ray's object store shares numpy arrays between worker processes without copying, but copies
     # tensors into every process: the ~2 GB of images and features travel as arrays.
@@ -149,7 +150,19 @@ def prepare(data: DetectionData, budget: Budget, levels=(3, 4, 5, 6, 7), device:
             tmp = path.with_suffix(".tmp")
             torch.save({"train": train_feats, "val": val_feats}, tmp)
             tmp.replace(path)
-    return Prepared(data, budget, locs, targets, state, train_feats, val_feats, backbone_seed)
+    return Prepared(data, budget, locs, targets, state, train_feats, val_feats, backbone_seed,
+                    fingerprint(state))
+
+
+def fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """A short hash of the backbone weights. Pretraining is deterministic on one machine at one
+    thread count, not across machines (other kernels, other summation orders): runs compare
+    exactly only when their fingerprints match."""
+    digest = hashlib.sha1()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def cached_feature_bytes(prepared: Prepared) -> int:

@@ -234,6 +234,8 @@ def run_trial(genotype: Genotype, prepared: Prepared, seed: int = 0, device: str
     if measure:
         metrics.update(measure_cost(detector, budget.image_size, threads=torch.get_num_threads()))
     metrics.update({"neck": genotype.name, "budget": budget.name, "budget_config": budget.as_dict(),
-                    "seed": seed, "backbone_seed": prepared.backbone_seed, "device": device,
+                    "seed": seed, "backbone_seed": prepared.backbone_seed,
+                    "backbone_fingerprint": prepared.backbone_fingerprint, "device": device,
+                    "threads": torch.get_num_threads(),
                     "data": data.name, "data_notes": data.notes, "versions": _versions()})
     return metrics
