@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import statistics
 import sys
@@ -80,17 +81,15 @@ def spearman_rho(a: list[float], b: list[float]) -> float:
     return cov / math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
 
 
+def sampled(space: str, seed: int) -> nasfpn.Genotype:
+    """Sample `seed` of a zoo search space, named SPACE-SEED."""
+    return dataclasses.replace(nasfpn.load_space(space).random_sample(seed), name=f"{space}-{seed}")
+
+
 def necks(samples: int, fusion_samples: int) -> list[nasfpn.Genotype]:
-    out = [nasfpn.load(n) for n in nasfpn.zoo_names("genotype")]
-    space = nasfpn.load_space("nasfpn_space")
-    for seed in range(samples):
-        g = space.random_sample(seed)
-        out.append(nasfpn.from_yaml(nasfpn.to_yaml(g).replace("name: nasfpn_space", f"name: nasfpn_space-{seed}")))
-    fusion = nasfpn.load_space("fusion_space")
-    for seed in range(fusion_samples):
-        g = fusion.random_sample(seed)
-        out.append(nasfpn.from_yaml(nasfpn.to_yaml(g).replace("name: fusion_space", f"name: fusion_space-{seed}")))
-    return out
+    return ([nasfpn.load(n) for n in nasfpn.zoo_names("genotype")]
+            + [sampled("nasfpn_space", seed) for seed in range(samples)]
+            + [sampled("fusion_space", seed) for seed in range(fusion_samples)])
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -102,12 +101,12 @@ def load_rows(path: Path) -> list[dict]:
                 for r in csv.DictReader(f)]
 
 
-def append_row(path: Path, row: dict) -> None:
+def append_row(path: Path, row: dict, fields: list[str] = FIELDS) -> None:
     """Reopened per row: runs take minutes, and a file replaced meanwhile (a git checkout, say)
     must still receive every row, not an unlinked copy."""
     new_file = not path.exists()
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, fields)
         if new_file:
             writer.writeheader()
         writer.writerow(row)
@@ -252,6 +251,13 @@ def summarize(rows: list[dict], out: Path) -> None:
         lines.append(f"- proxy on backbone {letter[b]} vs full, {len(ns)} necks ({same} of the full runs on "
                      f"the same backbone): Kendall tau **{kendall_tau(a, c):.3f}**, Spearman rho "
                      f"**{spearman_rho(a, c):.3f}** (goal tau >= 0.6)")
+    for b in compared:  # what a search over nasfpn_space compares: cells of one family
+        f_b = full_for(b)
+        ns = [n for n in proxy[b] if n in f_b and n.startswith("nasfpn")]
+        if len(ns) >= 3:
+            a, c = [proxy[b][n] for n in ns], [f_b[n][0] for n in ns]
+            lines.append(f"- within the NAS-FPN family ({', '.join(ns)}), proxy on backbone {letter[b]} vs full: "
+                         f"Kendall tau **{kendall_tau(a, c):.3f}**, Spearman rho **{spearman_rho(a, c):.3f}**")
     for i, b1 in enumerate(backbones):
         for b2 in backbones[i + 1:]:
             ns = [n for n in proxy[b1] if n in proxy[b2]]

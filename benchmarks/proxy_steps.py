@@ -1,0 +1,180 @@
+"""How does a neck's proxy AP depend on the proxy's schedule?
+
+Trains each neck on the frozen, cached backbone features (the `proxy` budget) with other
+schedules, each a whole run with its own warmup and cosine decay, and prints AP per neck and
+schedule next to the neck's `full` AP from proxy_fidelity's CSV. It tells whether a neck the
+proxy ranks low is bad or only slow to train, and what a longer proxy would cost.
+
+A schedule is STEPSxBATCH, optionally wWIDTH and @LR: `1200x16`, `1200x8` (the proxy's images in
+twice the updates), `600x16@4e-3`, `2400x16w32` (a quarter of the neck and head convolutions' cost
+per step: EcoNAS's trade of width for epochs). Appends each run to benchmarks/results/proxy_steps.csv (resuming skips
+runs finished on the same backbone) and writes proxy_steps.{md,png}.
+
+    python benchmarks/proxy_steps.py --threads 1 --necks fpn,bifpn,nasfpn-proxy \
+        --schedules 600x16,1200x16,2400x16,1200x8
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import nasfpn
+from nasfpn.proxy.budgets import get_budget
+from nasfpn.proxy.data import load_data
+from nasfpn.proxy.prepare import prepare
+from nasfpn.proxy.train import run_trial
+from proxy_fidelity import append_row, kendall_tau, sampled, spearman_rho
+from proxy_fidelity import load_rows as load_fidelity_rows
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FIELDS = ["neck", "schedule", "steps", "batch", "width", "lr", "seed", "AP", "train_seconds", "backbone"]
+
+
+def load_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{**r, "steps": int(r["steps"]), "batch": int(r["batch"]), "width": int(r["width"]), "lr": float(r["lr"]),
+                 "seed": int(r["seed"]), "AP": float(r["AP"]), "train_seconds": float(r["train_seconds"])}
+                for r in csv.DictReader(f)]
+
+
+def full_ap(fidelity_csv: Path, backbone: str) -> dict[str, float]:
+    """Each neck's `full` AP (seed 0) from proxy_fidelity's CSV: on this backbone where it ran on
+    it, else on another."""
+    rows = [r for r in load_fidelity_rows(fidelity_csv) if r["budget"] == "full" and r["seed"] == 0]
+    rows.sort(key=lambda r: r["backbone"] == backbone)  # this backbone's rows last: they win
+    return {r["neck"]: r["AP"] for r in rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--necks", default="fpn,bifpn,nasfpn-proxy",
+                        help="comma-separated zoo names, files, or SPACE-SEED (a sample of a zoo space, "
+                             "as proxy_fidelity.py names them)")
+    parser.add_argument("--schedules", default="600x16,1200x16,2400x16,1200x8",
+                        help="comma-separated STEPSxBATCH[wWIDTH][@LR]")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
+    parser.add_argument("--fidelity-csv", default=str(RESULTS / "proxy_fidelity.csv"))
+    parser.add_argument("--out", default=str(RESULTS / "proxy_steps"))
+    args = parser.parse_args()
+    try:
+        schedules = [parse_schedule(s) for s in args.schedules.split(",")]
+    except ValueError:
+        parser.error(f"--schedules: expected comma-separated STEPSxBATCH[wWIDTH][@LR] such as 1200x8, "
+                     f"got {args.schedules!r}")
+    try:
+        genotypes = [resolve(n) for n in args.necks.split(",")]
+    except nasfpn.DSLError as e:
+        parser.error(f"--necks: {e}")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csv_path = out.with_suffix(".csv")
+
+    budget = get_budget("proxy")
+    data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=args.cache)
+    prepared = prepare(data, budget, cache=args.cache, progress=False)
+    done = {(r["neck"], r["schedule"], r["seed"], r["backbone"]) for r in load_rows(csv_path)}
+    for name, steps, batch, width, lr in schedules:
+        run = replace(prepared, budget=replace(budget, steps=steps, batch=batch, width=width, lr=lr))
+        for g in genotypes:
+            if (g.name, name, args.seed, prepared.backbone_fingerprint) in done:
+                continue
+            m = run_trial(g, run, seed=args.seed, progress=False, measure=False)
+            append_row(csv_path, {"neck": g.name, "schedule": name, "steps": steps, "batch": batch,
+                                  "width": width, "lr": lr,
+                                  "seed": args.seed, "AP": m["AP"], "train_seconds": m["train_seconds"],
+                                  "backbone": prepared.backbone_fingerprint}, FIELDS)
+            print(f"{g.name:>16} {name:>12}: AP {m['AP'] * 100:5.1f} ({m['train_seconds']:.0f} s)", flush=True)
+    summarize([r for r in load_rows(csv_path) if r["backbone"] == prepared.backbone_fingerprint
+               and r["seed"] == args.seed], full_ap(Path(args.fidelity_csv), prepared.backbone_fingerprint), out)
+    return 0
+
+
+def resolve(name: str) -> nasfpn.Genotype:
+    space, _, seed = name.rpartition("-")
+    if seed.isdigit() and space in nasfpn.zoo_names("space"):
+        return sampled(space, int(seed))
+    return nasfpn.load(name)
+
+
+def parse_schedule(text: str) -> tuple[str, int, int, int, float]:
+    """`2400x16w32@4e-3` -> (its canonical name, steps, batch, width, lr); the proxy's width and
+    lr where none is given."""
+    proxy = get_budget("proxy")
+    rest, _, lr = text.strip().partition("@")
+    rest, _, width = rest.partition("w")
+    steps, batch = (int(x) for x in rest.split("x"))
+    w, rate = int(width) if width else proxy.width, float(lr) if lr else proxy.lr
+    if min(steps, batch, w) <= 0 or rate <= 0:
+        raise ValueError(text)
+    return f"{steps}x{batch}" + (f"w{w}" if width else "") + (f"@{rate:g}" if lr else ""), steps, batch, w, rate
+
+
+def summarize(rows: list[dict], full: dict[str, float], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scheds = sorted({(r["steps"] * r["batch"], r["width"], r["steps"], r["schedule"]) for r in rows})
+    names = [s[-1] for s in scheds]  # by images seen, then width
+    necks = list(dict.fromkeys(r["neck"] for r in rows))
+    ap = {(r["neck"], r["schedule"]): r["AP"] for r in rows}
+    seconds = {(r["neck"], r["schedule"]): r["train_seconds"] for r in rows}
+    backbone = rows[0]["backbone"] if rows else "?"
+    lines = [f"Proxy AP (%) against the schedule's length, frozen cached features of backbone `{backbone}`, "
+             f"seed {rows[0]['seed'] if rows else 0} (`python benchmarks/proxy_steps.py`); `full`: 6000 steps "
+             "end to end (from proxy_fidelity.csv).", "",
+             "Schedules are steps x batch (w: neck and head width, @: learning rate, where not the proxy's 64 "
+             "and 2e-3); the proxy is 600x16.", "",
+             "| neck | " + " | ".join(names) + " | full |",
+             "|---|" + "---|" * (len(names) + 1)]
+    for n in necks:
+        cells = [f"{ap[n, s] * 100:.1f}" if (n, s) in ap else "" for s in names]
+        lines.append(f"| {n} | {' | '.join(cells)} | {full[n] * 100:.1f} |" if n in full
+                     else f"| {n} | {' | '.join(cells)} | |")
+    lines.append("")
+    for s in names:
+        ns = [n for n in necks if (n, s) in ap and n in full]
+        if len(ns) >= 5:  # fewer: a rank correlation says little
+            a, b = [ap[n, s] for n in ns], [full[n] for n in ns]
+            lines.append(f"- {s} vs full, {len(ns)} necks: Kendall tau **{kendall_tau(a, b):.3f}**, "
+                         f"Spearman rho **{spearman_rho(a, b):.3f}**")
+    lines += ["", "Training seconds of each run (one thread; other runs shared the machine):", "",
+              "| neck | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for n in necks:
+        lines.append(f"| {n} | " + " | ".join(f"{seconds[n, s]:.0f}" if (n, s) in seconds else "" for s in names)
+                     + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    curves = [n for n in necks if sum((n, s) in ap for s in names) > 1]  # single points: in the table only
+    for i, n in enumerate(curves):
+        xs = [k for k, s in enumerate(names) if (n, s) in ap]
+        ax.plot(xs, [ap[n, names[k]] * 100 for k in xs], marker="o", color=f"C{i}", label=n)
+        if n in full:
+            ax.axhline(full[n] * 100, color=f"C{i}", ls="--", lw=1)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlabel("proxy schedule, steps x batch (frozen features)")
+    ax.set_ylabel("AP (%)")
+    ax.set_title("proxy AP by schedule length (dashed: full, 6000 steps end to end)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
