@@ -35,7 +35,8 @@ from nasfpn.proxy.prepare import prepare
 from nasfpn.proxy.train import run_trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIELDS = ["neck", "budget", "seed", "AP", "AP50", "APs", "APm", "APl", "neck_flops", "train_seconds", "backbone"]
+FIELDS = ["neck", "budget", "seed", "AP", "AP50", "APs", "APm", "APl", "neck_flops", "train_seconds", "backbone",
+          "neck_init"]
 NUMERIC = FIELDS[3:10]
 UNRECORDED = "unrecorded"  # rows from before fingerprints were recorded ("unrecorded-DATE": one session)
 
@@ -97,6 +98,7 @@ def load_rows(path: Path) -> list[dict]:
         return []
     with path.open() as f:
         return [{**r, "seed": int(r["seed"]), "backbone": r.get("backbone") or UNRECORDED,
+                 "neck_init": r.get("neck_init") or "default",
                  **{k: float(r[k]) if r[k] not in ("", "nan") else float("nan") for k in NUMERIC}}
                 for r in csv.DictReader(f)]
 
@@ -168,8 +170,10 @@ def main() -> int:
     # interrupted run has covered as many necks as its time allowed
     jobs.sort(key=lambda j: (j[1] == "full", _neck_flops(j[0], budgets["proxy"]) if j[1] == "full" else 0))
     # a run is done when it ran on this backbone; rows from another machine's backbone do not count
-    done = {(r["neck"], r["budget"], r["seed"], r["backbone"]) for r in load_rows(csv_path)}
-    jobs = [j for j in jobs if (j[0].name, j[1], j[2], prepared[j[1]].backbone_fingerprint) not in done]
+    # and with the budget's neck init (the proxy's changed; its earlier rows stay for comparison)
+    done = {(r["neck"], r["budget"], r["seed"], r["backbone"], r["neck_init"]) for r in load_rows(csv_path)}
+    jobs = [j for j in jobs if (j[0].name, j[1], j[2], prepared[j[1]].backbone_fingerprint,
+                                prepared[j[1]].budget.neck_init) not in done]
     shard, shards = args.shard
     jobs = jobs[shard::shards]
     print(f"backbone {', '.join(sorted({p.backbone_fingerprint for p in prepared.values()}))}: "
@@ -181,7 +185,8 @@ def main() -> int:
                               **{k: m.get(k) for k in NUMERIC[:5]},
                               "neck_flops": _neck_flops(g, prepared[budget].budget),
                               "train_seconds": m["train_seconds"],
-                              "backbone": prepared[budget].backbone_fingerprint})
+                              "backbone": prepared[budget].backbone_fingerprint,
+                              "neck_init": prepared[budget].budget.neck_init})
         print(f"{g.name:>18} {budget:>5} seed {seed}: AP {m['AP'] * 100:5.1f}  "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
     summarize(load_rows(csv_path), out)  # every shard's rows, not only this process's
@@ -196,24 +201,28 @@ def _neck_flops(g, budget) -> float:
     return float(module_flops(neck.graph, xs))
 
 
-def _by_neck(rows: list[dict], budget: str, backbone: str) -> dict[str, float]:
-    return {r["neck"]: r["AP"] for r in rows
-            if r["budget"] == budget and r["seed"] == 0 and r["backbone"] == backbone}
+def _by_neck(rows: list[dict], budget: str, backbone: str, neck_init: str) -> dict[str, float]:
+    return {r["neck"]: r["AP"] for r in rows if r["budget"] == budget and r["seed"] == 0
+            and r["backbone"] == backbone and r["neck_init"] == neck_init}
 
 
 def summarize(rows: list[dict], out: Path) -> None:
     """Rankings are compared per backbone: the proxy APs of one backbone against full APs, taken
-    from the same backbone where that neck has one, else from another."""
+    from the same backbone where that neck has one, else from another. The proxy is today's
+    (its neck init); proxy rows of an earlier init are compared too, as the before."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    proxy_steps, full_steps = get_budget("proxy").steps, get_budget("full").steps
+    proxy_budget, full_budget = get_budget("proxy"), get_budget("full")
+    proxy_steps, full_steps, init = proxy_budget.steps, full_budget.steps, proxy_budget.neck_init
+    earlier = sorted({r["neck_init"] for r in rows if r["budget"] == "proxy"} - {init})
     backbones = list(dict.fromkeys(r["backbone"] for r in rows))
     letter = {b: chr(ord("A") + i) for i, b in enumerate(backbones)}
-    proxy = {b: _by_neck(rows, "proxy", b) for b in backbones}
-    full_on = {b: _by_neck(rows, "full", b) for b in backbones}
+    proxy = {b: _by_neck(rows, "proxy", b, init) for b in backbones}
+    before = {(b, i): _by_neck(rows, "proxy", b, i) for b in backbones for i in earlier}
+    full_on = {b: _by_neck(rows, "full", b, full_budget.neck_init) for b in backbones}
 
     def full_for(backbone: str) -> dict[str, tuple[float, str]]:
         """neck -> (full AP, backbone it ran on), the given backbone first."""
@@ -234,14 +243,17 @@ def summarize(rows: list[dict], out: Path) -> None:
     lines = [
         f"Proxy fidelity on synthetic data, {len(names)} necks with both budgets "
         f"(`python benchmarks/proxy_fidelity.py`; `proxy`: {proxy_steps} steps on frozen cached backbone "
-        f"features, `full`: {full_steps} steps end to end).", "",
+        f"features, neck init `{init}`; `full`: {full_steps} steps end to end, neck init "
+        f"`{full_budget.neck_init}`).", "",
         "Runs compare exactly only on one pretrained backbone (fingerprint of its weights; pretraining "
         "is deterministic on one machine, not across machines):", ""]
     for b in backbones:
         what = (f"fingerprint `{b}`" if not b.startswith(UNRECORDED)
                 else "not recorded" + (f" (the runs of {b[len(UNRECORDED) + 1:]})" if b != UNRECORDED else ""))
         lines.append(f"- backbone {letter[b]}: {what}; {len(proxy[b])} necks at `proxy`, "
-                     f"{len(full_on[b])} at `full`")
+                     f"{len(full_on[b])} at `full`"
+                     + "".join(f", {len(before[b, i])} at `proxy` with neck init `{i}`" for i in earlier
+                               if before[b, i]))
     lines.append("")
     for b in compared:
         f_b = full_for(b)
@@ -251,6 +263,13 @@ def summarize(rows: list[dict], out: Path) -> None:
         lines.append(f"- proxy on backbone {letter[b]} vs full, {len(ns)} necks ({same} of the full runs on "
                      f"the same backbone): Kendall tau **{kendall_tau(a, c):.3f}**, Spearman rho "
                      f"**{spearman_rho(a, c):.3f}** (goal tau >= 0.6)")
+    for (b, i), old in before.items():  # the same comparison before the proxy's init changed
+        f_b = full_for(b)
+        ns = [n for n in old if n in f_b]
+        if len(ns) >= 3:
+            a, c = [old[n] for n in ns], [f_b[n][0] for n in ns]
+            lines.append(f"- before: proxy with neck init `{i}` on backbone {letter[b]} vs full, {len(ns)} necks: "
+                         f"Kendall tau {kendall_tau(a, c):.3f}, Spearman rho {spearman_rho(a, c):.3f}")
     for b in compared:  # what a search over nasfpn_space compares: cells of one family
         f_b = full_for(b)
         ns = [n for n in proxy[b] if n in f_b and n.startswith("nasfpn")]
@@ -276,7 +295,8 @@ def summarize(rows: list[dict], out: Path) -> None:
                     f"{n} {full_on[b1][n] * 100:.1f} vs {full_on[b2][n] * 100:.1f}" for n in ns))
     zoo = set(nasfpn.zoo_names("genotype"))
     for b in backbones:
-        fpn_seeds = [r["AP"] for r in rows if r["neck"] == "fpn" and r["budget"] == "proxy" and r["backbone"] == b]
+        fpn_seeds = [r["AP"] for r in rows if r["neck"] == "fpn" and r["budget"] == "proxy" and r["backbone"] == b
+                     and r["neck_init"] == init]
         zoo_ap = [ap for n, ap in proxy[b].items() if n in zoo]
         if len(fpn_seeds) < 2 or len(zoo_ap) < 2:
             continue
@@ -289,12 +309,15 @@ def summarize(rows: list[dict], out: Path) -> None:
             f"= **{spread / seed_std:.1f}** (goal >= 3)")
 
     cols = [b for b in backbones if proxy[b]]
+    old_cols = [k for k in before if before[k]]
     lines += ["", "| neck | " + " | ".join(f"proxy AP ({letter[b]})" for b in cols)
+              + "".join(f" | proxy AP ({letter[b]}, `{i}` init)" for b, i in old_cols)
               + " | full AP (backbone) | proxy rank | full rank |",
-              "|---|" + "---|" * len(cols) + "---|---|---|"]
+              "|---|" + "---|" * (len(cols) + len(old_cols)) + "---|---|---|"]
     rank_p = {n: r for r, n in enumerate(sorted(names, key=lambda n: -proxy[main][n]), 1)}
     for r, n in enumerate(names, 1):
-        cells = [f"{proxy[b][n] * 100:.1f}" if n in proxy[b] else "" for b in cols]
+        cells = ([f"{proxy[b][n] * 100:.1f}" if n in proxy[b] else "" for b in cols]
+                 + [f"{before[k][n] * 100:.1f}" if n in before[k] else "" for k in old_cols])
         lines.append(f"| {n} | {' | '.join(cells)} | {full[n][0] * 100:.1f} ({letter[full[n][1]]}) | "
                      f"{rank_p[n]} | {r} |")
     lines.append(f"\nRanks: proxy on backbone {letter[main]}, full as listed.")
@@ -315,6 +338,10 @@ def summarize(rows: list[dict], out: Path) -> None:
             if pts:
                 ax.scatter(*zip(*pts), zorder=2, edgecolors=colour, facecolors=colour if same else "none",
                            label=f"proxy on {letter[b]}, full on {'the same' if same else 'another'} backbone")
+    for b, i in old_cols:  # the proxy before its init changed, on the main backbone: where points came from
+        if b == main:
+            pts = [(before[b, i][n] * 100, full[n][0] * 100) for n in names if n in before[b, i]]
+            ax.scatter(*zip(*pts), zorder=1, marker="x", color="0.6", label=f"proxy on {letter[b]}, `{i}` init")
     for n in names:
         ax.annotate(n, (proxy[main][n] * 100, full[n][0] * 100), textcoords="offset points", xytext=(4, 3),
                     fontsize=7)

@@ -5,10 +5,13 @@ schedules, each a whole run with its own warmup and cosine decay, and prints AP 
 schedule next to the neck's `full` AP from proxy_fidelity's CSV. It tells whether a neck the
 proxy ranks low is bad or only slow to train, and what a longer proxy would cost.
 
-A schedule is STEPSxBATCH, optionally wWIDTH and @LR: `1200x16`, `1200x8` (the proxy's images in
+A schedule is STEPSxBATCH, optionally wWIDTH, e2e and @LR: `1200x16`, `1200x8` (the proxy's images in
 twice the updates), `600x16@4e-3`, `2400x16w32` (a quarter of the neck and head convolutions' cost
-per step: EcoNAS's trade of width for epochs). Appends each run to benchmarks/results/proxy_steps.csv (resuming skips
-runs finished on the same backbone) and writes proxy_steps.{md,png}.
+per step: EcoNAS's trade of width for epochs), `600x16e2e` (the backbone trained too, from its
+pretrained weights, as `full` trains it). `--neck-init default` trains the necks from PyTorch's
+default init instead of the proxy's near-identity one. Appends each run to
+benchmarks/results/proxy_steps.csv (resuming skips runs finished on the same backbone and init)
+and writes proxy_steps.{md,png}.
 
     python benchmarks/proxy_steps.py --threads 1 --necks fpn,bifpn,nasfpn-proxy \
         --schedules 600x16,1200x16,2400x16,1200x8
@@ -33,7 +36,8 @@ from proxy_fidelity import append_row, kendall_tau, sampled, spearman_rho
 from proxy_fidelity import load_rows as load_fidelity_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIELDS = ["neck", "schedule", "steps", "batch", "width", "lr", "seed", "AP", "train_seconds", "backbone"]
+E2E = "e2e"  # schedule suffix: train the backbone too (from the pretrained weights, as `full` does)
+FIELDS = ["neck", "schedule", "steps", "batch", "width", "lr", "seed", "AP", "train_seconds", "backbone", "neck_init"]
 
 
 def load_rows(path: Path) -> list[dict]:
@@ -41,7 +45,8 @@ def load_rows(path: Path) -> list[dict]:
         return []
     with path.open() as f:
         return [{**r, "steps": int(r["steps"]), "batch": int(r["batch"]), "width": int(r["width"]), "lr": float(r["lr"]),
-                 "seed": int(r["seed"]), "AP": float(r["AP"]), "train_seconds": float(r["train_seconds"])}
+                 "seed": int(r["seed"]), "AP": float(r["AP"]), "train_seconds": float(r["train_seconds"]),
+                 "neck_init": r.get("neck_init") or "default"}
                 for r in csv.DictReader(f)]
 
 
@@ -59,7 +64,9 @@ def main() -> int:
                         help="comma-separated zoo names, files, or SPACE-SEED (a sample of a zoo space, "
                              "as proxy_fidelity.py names them)")
     parser.add_argument("--schedules", default="600x16,1200x16,2400x16,1200x8",
-                        help="comma-separated STEPSxBATCH[wWIDTH][@LR]")
+                        help="comma-separated STEPSxBATCH[wWIDTH][e2e][@LR]")
+    parser.add_argument("--neck-init", choices=["identity", "default"],
+                        help="the neck's init (default: the proxy's, see nasfpn/proxy/init.py)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
@@ -69,7 +76,7 @@ def main() -> int:
     try:
         schedules = [parse_schedule(s) for s in args.schedules.split(",")]
     except ValueError:
-        parser.error(f"--schedules: expected comma-separated STEPSxBATCH[wWIDTH][@LR] such as 1200x8, "
+        parser.error(f"--schedules: expected comma-separated STEPSxBATCH[wWIDTH][e2e][@LR] such as 1200x8, "
                      f"got {args.schedules!r}")
     try:
         genotypes = [resolve(n) for n in args.necks.split(",")]
@@ -80,20 +87,24 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = out.with_suffix(".csv")
 
-    budget = get_budget("proxy")
+    budget = get_budget("proxy", neck_init=args.neck_init)
     data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=args.cache)
     prepared = prepare(data, budget, cache=args.cache, progress=False)
-    done = {(r["neck"], r["schedule"], r["seed"], r["backbone"]) for r in load_rows(csv_path)}
-    for name, steps, batch, width, lr in schedules:
-        run = replace(prepared, budget=replace(budget, steps=steps, batch=batch, width=width, lr=lr))
+    done = {(r["neck"], r["schedule"], r["seed"], r["backbone"], r["neck_init"]) for r in load_rows(csv_path)}
+    for name, steps, batch, width, lr, end_to_end in schedules:
+        run = replace(prepared, budget=replace(budget, steps=steps, batch=batch, width=width, lr=lr,
+                                               end_to_end=end_to_end))
+        if end_to_end:  # every step runs the backbone on the images
+            run = replace(run, train_feats=None, val_feats=None)
         for g in genotypes:
-            if (g.name, name, args.seed, prepared.backbone_fingerprint) in done:
+            if (g.name, name, args.seed, prepared.backbone_fingerprint, budget.neck_init) in done:
                 continue
             m = run_trial(g, run, seed=args.seed, progress=False, measure=False)
             append_row(csv_path, {"neck": g.name, "schedule": name, "steps": steps, "batch": batch,
                                   "width": width, "lr": lr,
                                   "seed": args.seed, "AP": m["AP"], "train_seconds": m["train_seconds"],
-                                  "backbone": prepared.backbone_fingerprint}, FIELDS)
+                                  "backbone": prepared.backbone_fingerprint, "neck_init": budget.neck_init},
+                       FIELDS)
             print(f"{g.name:>16} {name:>12}: AP {m['AP'] * 100:5.1f} ({m['train_seconds']:.0f} s)", flush=True)
     summarize([r for r in load_rows(csv_path) if r["backbone"] == prepared.backbone_fingerprint
                and r["seed"] == args.seed], full_ap(Path(args.fidelity_csv), prepared.backbone_fingerprint), out)
@@ -107,17 +118,20 @@ def resolve(name: str) -> nasfpn.Genotype:
     return nasfpn.load(name)
 
 
-def parse_schedule(text: str) -> tuple[str, int, int, int, float]:
-    """`2400x16w32@4e-3` -> (its canonical name, steps, batch, width, lr); the proxy's width and
-    lr where none is given."""
+def parse_schedule(text: str) -> tuple[str, int, int, int, float, bool]:
+    """`2400x16w32e2e@4e-3` -> (its canonical name, steps, batch, width, lr, end to end); the
+    proxy's width and lr where none is given, frozen features without `e2e`."""
     proxy = get_budget("proxy")
     rest, _, lr = text.strip().partition("@")
+    end_to_end = rest.endswith(E2E)
+    rest = rest.removesuffix(E2E)
     rest, _, width = rest.partition("w")
     steps, batch = (int(x) for x in rest.split("x"))
     w, rate = int(width) if width else proxy.width, float(lr) if lr else proxy.lr
     if min(steps, batch, w) <= 0 or rate <= 0:
         raise ValueError(text)
-    return f"{steps}x{batch}" + (f"w{w}" if width else "") + (f"@{rate:g}" if lr else ""), steps, batch, w, rate
+    name = f"{steps}x{batch}" + (f"w{w}" if width else "") + (E2E if end_to_end else "") + (f"@{rate:g}" if lr else "")
+    return name, steps, batch, w, rate, end_to_end
 
 
 def summarize(rows: list[dict], full: dict[str, float], out: Path) -> None:
@@ -126,17 +140,21 @@ def summarize(rows: list[dict], full: dict[str, float], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    init = get_budget("proxy").neck_init  # runs at another neck init are labelled with it
+    rows = [{**r, "schedule": r["schedule"] + ("" if r["neck_init"] == init else f" ({r['neck_init']} init)")}
+            for r in rows]
     scheds = sorted({(r["steps"] * r["batch"], r["width"], r["steps"], r["schedule"]) for r in rows})
     names = [s[-1] for s in scheds]  # by images seen, then width
     necks = list(dict.fromkeys(r["neck"] for r in rows))
     ap = {(r["neck"], r["schedule"]): r["AP"] for r in rows}
     seconds = {(r["neck"], r["schedule"]): r["train_seconds"] for r in rows}
     backbone = rows[0]["backbone"] if rows else "?"
-    lines = [f"Proxy AP (%) against the schedule's length, frozen cached features of backbone `{backbone}`, "
+    lines = [f"Proxy AP (%) against the schedule's length, on the frozen cached features of backbone `{backbone}` "
+             f"(e2e: the backbone trained too), neck init `{init}` unless marked, "
              f"seed {rows[0]['seed'] if rows else 0} (`python benchmarks/proxy_steps.py`); `full`: 6000 steps "
              "end to end (from proxy_fidelity.csv).", "",
              "Schedules are steps x batch (w: neck and head width, @: learning rate, where not the proxy's 64 "
-             "and 2e-3); the proxy is 600x16.", "",
+             "and 2e-3); the proxy is 600x16 at neck init `identity`.", "",
              "| neck | " + " | ".join(names) + " | full |",
              "|---|" + "---|" * (len(names) + 1)]
     for n in necks:
@@ -166,7 +184,7 @@ def summarize(rows: list[dict], full: dict[str, float], out: Path) -> None:
         if n in full:
             ax.axhline(full[n] * 100, color=f"C{i}", ls="--", lw=1)
     ax.set_xticks(range(len(names)), names)
-    ax.set_xlabel("proxy schedule, steps x batch (frozen features)")
+    ax.set_xlabel("proxy schedule, steps x batch")
     ax.set_ylabel("AP (%)")
     ax.set_title("proxy AP by schedule length (dashed: full, 6000 steps end to end)", fontsize=9)
     ax.legend(fontsize=8)

@@ -1,5 +1,6 @@
 """Training budgets: `smoke` (seconds, for tests), `proxy` (the search default) and `full` (the
-reference that proxy fidelity is measured against: 10x the steps, backbone trained end to end)."""
+reference that proxy fidelity is measured against: 10x the steps, backbone trained end to end,
+the neck at PyTorch's default init as users train it)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Budget:
     end_to_end: bool         # train the backbone with the neck (else: frozen, cached features)
     backbone_lr_scale: float = 0.1
     evals: int = 4           # evaluation points (for early stopping); the last is at `steps`
+    neck_init: str = "default"  # "identity": near-identity neck convs (see init.py)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -29,9 +31,11 @@ class Budget:
 
 BUDGETS = {
     "smoke": Budget("smoke", image_size=64, train_images=48, val_images=16, width=16, head_depth=1,
-                    batch=8, steps=12, lr=2e-3, warmup=2, backbone_steps=12, end_to_end=False, evals=2),
+                    batch=8, steps=12, lr=2e-3, warmup=2, backbone_steps=12, end_to_end=False, evals=2,
+                    neck_init="identity"),
     "proxy": Budget("proxy", image_size=128, train_images=16384, val_images=512, width=64, head_depth=2,
-                    batch=16, steps=600, lr=2e-3, warmup=50, backbone_steps=3000, end_to_end=False),
+                    batch=16, steps=600, lr=2e-3, warmup=50, backbone_steps=3000, end_to_end=False,
+                    neck_init="identity"),
     "full": Budget("full", image_size=128, train_images=16384, val_images=512, width=64, head_depth=2,
                    batch=16, steps=6000, lr=2e-3, warmup=200, backbone_steps=3000, end_to_end=True),
 }

@@ -23,6 +23,7 @@ from .budgets import Budget
 from .cost import count_flops, latency_ms
 from .data import Split
 from .evaluate import coco_ap, coco_detections
+from .init import near_identity_
 from .losses import detection_loss
 from .model import Detector, count_model, load_backbone_weights, new_backbone, normalize
 from .postprocess import decode
@@ -193,7 +194,12 @@ def build_detector(genotype: Genotype, prepared: Prepared, seed: int) -> Detecto
     torch.manual_seed(seed)
     backbone = new_backbone(genotype.feedback is not None, budget.width)
     load_backbone_weights(backbone, prepared.backbone_state)
-    return Detector(genotype, len(prepared.data.classes), budget.width, budget.head_depth, backbone=backbone)
+    detector = Detector(genotype, len(prepared.data.classes), budget.width, budget.head_depth, backbone=backbone)
+    if budget.neck_init == "identity":
+        near_identity_(detector.neck)
+    elif budget.neck_init != "default":
+        raise ValueError(f"unknown neck_init {budget.neck_init!r} (expected 'default' or 'identity')")
+    return detector
 
 
 def run_trial(genotype: Genotype, prepared: Prepared, seed: int = 0, device: str = "cpu",
