@@ -154,7 +154,7 @@ def summarize(rows: list[dict], full: dict[str, float], out: Path) -> None:
              f"seed {rows[0]['seed'] if rows else 0} (`python benchmarks/proxy_steps.py`); `full`: 6000 steps "
              "end to end (from proxy_fidelity.csv).", "",
              "Schedules are steps x batch (w: neck and head width, @: learning rate, where not the proxy's 64 "
-             "and 2e-3); the proxy is 600x16 at neck init `identity`.", "",
+             f"and 2e-3); the proxy is 600x16 at neck init `{init}`.", "",
              "| neck | " + " | ".join(names) + " | full |",
              "|---|" + "---|" * (len(names) + 1)]
     for n in necks:
