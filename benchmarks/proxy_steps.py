@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 import nasfpn
-from nasfpn.proxy.budgets import get_budget
+from nasfpn.proxy.budgets import NECK_INITS, get_budget
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.prepare import prepare
 from nasfpn.proxy.train import run_trial
@@ -65,7 +65,7 @@ def main() -> int:
                              "as proxy_fidelity.py names them)")
     parser.add_argument("--schedules", default="600x16,1200x16,2400x16,1200x8",
                         help="comma-separated STEPSxBATCH[wWIDTH][e2e][@LR]")
-    parser.add_argument("--neck-init", choices=["identity", "default"],
+    parser.add_argument("--neck-init", choices=NECK_INITS,
                         help="the neck's init (default: the proxy's, see nasfpn/proxy/init.py)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

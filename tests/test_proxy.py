@@ -1,5 +1,6 @@
 """The proxy trainer end to end on the smoke budget: synthetic data, training, metrics, files."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,12 +10,12 @@ import torch.nn.functional as F
 
 import nasfpn
 from nasfpn.cli import main
+from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.cost import count_flops
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.data.synthetic import CLASSES, render
-from nasfpn.proxy.prepare import fingerprint
-from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.init import near_identity_
+from nasfpn.proxy.prepare import fingerprint
 from nasfpn.proxy.train import build_detector, run_trial
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -73,37 +74,39 @@ def test_recursive_neck_trains_through_the_backbone_hook(smoke):
     assert m["model_flops"] > plain["model_flops"] * 1.3  # the backbone and FPN run twice
 
 
-def test_near_identity_init_passes_features_through_and_keeps_other_convs():
-    for name, changes in (("nasfpn-proxy", 3 * 7), ("pafpn", None)):  # a relu-conv-bn per merge node
-        torch.manual_seed(0)
-        neck = nasfpn.build_neck(nasfpn.load(name), [64, 128, 256], 16)
-        before = {n: p.clone() for n, p in neck.named_parameters()}
-        changed = near_identity_(neck, noise=0.0)
-        convs = {n: m for n, m in neck.named_modules() if isinstance(m, torch.nn.Conv2d)}
-        square = {n for n, m in convs.items() if m.in_channels == m.out_channels and m.groups == 1}
-        assert changed == len(square) and changed == (changes or changed)
-        x = torch.randn(2, 16, 8, 8)
-        strided = 0
-        for n in square:  # without noise: exactly the identity or, strided, subsampling (plus any bias)
-            m = convs[n]
-            bias = 0 if m.bias is None else m.bias[None, :, None, None]
-            step = m.stride[0]
-            strided += step > 1
-            torch.testing.assert_close(m(x) - bias, x[:, :, ::step, ::step])
-        assert strided == (5 if name == "pafpn" else 0)  # bottom-up into P4..P7, and P7 = conv(P6)
-        for n in set(convs) - square:  # the laterals 64/128/256 -> 16: untouched
-            assert torch.equal(convs[n].weight, before[f"{n}.weight"])
-    torch.manual_seed(0)
-    noisy = nasfpn.build_neck(nasfpn.load("pafpn"), [64, 128, 256], 16)
+def _neck_convs(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    neck = nasfpn.build_neck(nasfpn.load(name), [64, 128, 256], 16)
+    convs = {n: m for n, m in neck.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    square = sorted(n for n, m in convs.items() if m.in_channels == m.out_channels and m.groups == 1)
+    return neck, convs, square
+
+
+# nasfpn-proxy: a relu-conv-bn per merge node, 7 nodes, 3 stacks; pafpn: 9 post-convs, 4 bottom-up
+# stride-2 convs into P4..P7 and P7 = conv(P6)
+@pytest.mark.parametrize("name,square_convs,strided_convs", [("nasfpn-proxy", 3 * 7, 0), ("pafpn", 14, 5)])
+def test_near_identity_init_passes_features_through_and_keeps_other_convs(name, square_convs, strided_convs):
+    neck, convs, square = _neck_convs(name)
+    before = {n: p.clone() for n, p in neck.named_parameters()}
+    assert near_identity_(neck, noise=0.0) == len(square) == square_convs
+    x = torch.randn(2, 16, 8, 8)
+    for n in square:  # without noise: exactly the identity or, strided, subsampling (plus any bias)
+        m = convs[n]
+        bias = 0 if m.bias is None else m.bias[None, :, None, None]
+        step = m.stride[0]
+        torch.testing.assert_close(m(x) - bias, x[:, :, ::step, ::step])
+    assert sum(convs[n].stride[0] > 1 for n in square) == strided_convs
+    for n in set(convs) - set(square):  # the laterals 64/128/256 -> 16: untouched
+        assert torch.equal(convs[n].weight, before[f"{n}.weight"])
+
+    noisy, noisy_convs, _ = _neck_convs(name)  # same seed: same default weights as `before`
     near_identity_(noisy, noise=0.5)
-    n = sorted(square)[0]
-    w = dict(noisy.named_modules())[n].weight
-    torch.testing.assert_close(w - torch.nn.init.dirac_(torch.empty_like(w)), 0.5 * before[f"{n}.weight"])
+    for n in square:
+        w = noisy_convs[n].weight
+        torch.testing.assert_close(w - torch.nn.init.dirac_(torch.empty_like(w)), 0.5 * before[f"{n}.weight"])
 
 
 def test_proxy_starts_necks_near_identity_full_at_the_default_init(smoke):
-    import dataclasses
-
     g = nasfpn.load("nasfpn-proxy")
     conv = "graph.cells.0.nodes.1.post.1"  # a merge node's relu-conv-bn
     identity = dict(build_detector(g, smoke, seed=0).neck.named_modules())
@@ -113,7 +116,7 @@ def test_proxy_starts_necks_near_identity_full_at_the_default_init(smoke):
     assert smoke.budget.neck_init == "identity" and get_budget("full").neck_init == "default"
     assert centre.min() > 0.5 and default[conv].weight[:, :, 1, 1].diagonal().abs().max() < 0.5
     with pytest.raises(ValueError, match="neck_init"):
-        build_detector(g, dataclasses.replace(smoke, budget=dataclasses.replace(smoke.budget, neck_init="zeros")), 0)
+        get_budget("proxy", neck_init="zeros")
 
 
 def test_flop_count_includes_resampling_and_pooling():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+NECK_INITS = ("default", "identity")  # PyTorch's init; near-identity neck convs (see init.py)
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -23,7 +25,11 @@ class Budget:
     end_to_end: bool         # train the backbone with the neck (else: frozen, cached features)
     backbone_lr_scale: float = 0.1
     evals: int = 4           # evaluation points (for early stopping); the last is at `steps`
-    neck_init: str = "default"  # "identity": near-identity neck convs (see init.py)
+    neck_init: str = "default"  # one of NECK_INITS
+
+    def __post_init__(self) -> None:
+        if self.neck_init not in NECK_INITS:
+            raise ValueError(f"unknown neck_init {self.neck_init!r} (expected one of {', '.join(NECK_INITS)})")
 
     def as_dict(self) -> dict:
         return asdict(self)

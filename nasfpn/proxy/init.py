@@ -5,7 +5,8 @@ TUMs) scrambles its input, and a short schedule spends itself on getting the sta
 features at all: the proxy then ranks necks by how fast they start to learn, not by what they
 learn. With every channel-preserving conv started near the identity (a strided one near
 subsampling), each node starts as a normalized sum of its resampled inputs (what an FPN's merges
-compute), so a deep neck starts where a shallow one does. benchmarks/proxy_fidelity.py measures what this does to the ranking.
+compute), so a deep neck starts where a shallow one does. benchmarks/proxy_fidelity.py measures
+what this does to the ranking.
 """
 
 from __future__ import annotations

@@ -197,8 +197,6 @@ def build_detector(genotype: Genotype, prepared: Prepared, seed: int) -> Detecto
     detector = Detector(genotype, len(prepared.data.classes), budget.width, budget.head_depth, backbone=backbone)
     if budget.neck_init == "identity":
         near_identity_(detector.neck)
-    elif budget.neck_init != "default":
-        raise ValueError(f"unknown neck_init {budget.neck_init!r} (expected 'default' or 'identity')")
     return detector
 
 
