@@ -338,10 +338,12 @@ def summarize(rows: list[dict], out: Path) -> None:
             if pts:
                 ax.scatter(*zip(*pts), zorder=2, edgecolors=colour, facecolors=colour if same else "none",
                            label=f"proxy on {letter[b]}, full on {'the same' if same else 'another'} backbone")
-    for b, i in old_cols:  # the proxy before its init changed, on the main backbone: where points came from
-        if b == main:
-            pts = [(before[b, i][n] * 100, full[n][0] * 100) for n in names if n in before[b, i]]
-            ax.scatter(*zip(*pts), zorder=1, marker="x", color="0.6", label=f"proxy on {letter[b]}, `{i}` init")
+    # the proxy before its init changed, on the main backbone: where points came from
+    earlier_on_main = [(b, i) for b, i in old_cols if b == main]
+    for k, (b, i) in enumerate(earlier_on_main):
+        pts = [(before[b, i][n] * 100, full[n][0] * 100) for n in names if n in before[b, i]]
+        ax.scatter(*zip(*pts), zorder=1, marker="x+1"[k % 3], color=f"{0.35 + 0.4 * k / len(earlier_on_main):.2f}",
+                   label=f"proxy on {letter[b]}, `{i}` init")
     for n in names:
         ax.annotate(n, (proxy[main][n] * 100, full[n][0] * 100), textcoords="offset points", xytext=(4, 3),
                     fontsize=7)

@@ -9,7 +9,7 @@ A schedule is STEPSxBATCH, optionally wWIDTH, e2e and @LR: `1200x16`, `1200x8` (
 twice the updates), `600x16@4e-3`, `2400x16w32` (a quarter of the neck and head convolutions' cost
 per step: EcoNAS's trade of width for epochs), `600x16e2e` (the backbone trained too, from its
 pretrained weights, as `full` trains it). `--neck-init default` trains the necks from PyTorch's
-default init instead of the proxy's near-identity one. Appends each run to
+default init instead of the proxy's pass-through one. Appends each run to
 benchmarks/results/proxy_steps.csv (resuming skips runs finished on the same backbone and init)
 and writes proxy_steps.{md,png}.
 
@@ -176,20 +176,29 @@ def summarize(rows: list[dict], full: dict[str, float], out: Path) -> None:
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    curves = [n for n in necks if sum((n, s) in ap for s in names) > 1]  # single points: in the table only
-    for i, n in enumerate(curves):
-        xs = [k for k, s in enumerate(names) if (n, s) in ap]
-        ax.plot(xs, [ap[n, names[k]] * 100 for k in xs], marker="o", color=f"C{i}", label=n)
-        if n in full:
-            ax.axhline(full[n] * 100, color=f"C{i}", ls="--", lw=1)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_xlabel("proxy schedule, steps x batch")
-    ax.set_ylabel("AP (%)")
-    ax.set_title("proxy AP by schedule length (dashed: full, 6000 steps end to end)", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    # a panel per neck init, schedules by images seen; lines for necks with several schedules there
+    inits = sorted({r["neck_init"] for r in rows}, key=lambda i: (i != init, i))
+    fig, axes = plt.subplots(1, len(inits), figsize=(5 * len(inits) + 1.5, 4.5), squeeze=False, sharey=True)
+    colour = {n: plt.get_cmap("tab20")(k % 20) for k, n in enumerate(necks)}
+    for ax, i in zip(axes[0], inits):
+        mine = [s for s in names if any(r["schedule"] == s and r["neck_init"] == i for r in rows)]
+        for n in necks:
+            xs = [k for k, s in enumerate(mine) if (n, s) in ap]
+            if len(xs) > 1:
+                ax.plot(xs, [ap[n, mine[k]] * 100 for k in xs], marker="o", color=colour[n], label=n)
+                if n in full:
+                    ax.axhline(full[n] * 100, color=colour[n], ls="--", lw=0.8)
+            elif xs:
+                ax.scatter(xs, [ap[n, mine[xs[0]]] * 100], color=colour[n], s=14, label=n)
+        ax.set_xticks(range(len(mine)), [s.split(" (")[0] for s in mine], rotation=30, ha="right", fontsize=7)
+        ax.set_title(f"neck init `{i}`", fontsize=9)
+        ax.set_xlabel("schedule, steps x batch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("AP (%)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center right")
+    fig.suptitle("proxy AP by schedule (dashed: full, 6000 steps end to end)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (5 * len(inits) + 1.5), 1))
     fig.savefig(out.with_suffix(".png"), dpi=120)
     plt.close(fig)
 

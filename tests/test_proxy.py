@@ -14,7 +14,9 @@ from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.cost import count_flops
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.data.synthetic import CLASSES, render
-from nasfpn.proxy.init import near_identity_
+from nasfpn.ops.blocks import ScaleWiseAggregation
+from nasfpn.ops.fuse import ConcatConv
+from nasfpn.proxy.init import passthrough_init_
 from nasfpn.proxy.prepare import fingerprint
 from nasfpn.proxy.train import build_detector, run_trial
 
@@ -85,10 +87,10 @@ def _neck_convs(name: str, seed: int = 0):
 # nasfpn-proxy: a relu-conv-bn per merge node, 7 nodes, 3 stacks; pafpn: 9 post-convs, 4 bottom-up
 # stride-2 convs into P4..P7 and P7 = conv(P6)
 @pytest.mark.parametrize("name,square_convs,strided_convs", [("nasfpn-proxy", 3 * 7, 0), ("pafpn", 14, 5)])
-def test_near_identity_init_passes_features_through_and_keeps_other_convs(name, square_convs, strided_convs):
+def test_passthrough_init_passes_features_through_and_keeps_other_convs(name, square_convs, strided_convs):
     neck, convs, square = _neck_convs(name)
     before = {n: p.clone() for n, p in neck.named_parameters()}
-    assert near_identity_(neck, noise=0.0) == len(square) == square_convs
+    assert passthrough_init_(neck, noise=0.0) == len(square) == square_convs
     x = torch.randn(2, 16, 8, 8)
     for n in square:  # without noise: exactly the identity or, strided, subsampling (plus any bias)
         m = convs[n]
@@ -100,20 +102,59 @@ def test_near_identity_init_passes_features_through_and_keeps_other_convs(name, 
         assert torch.equal(convs[n].weight, before[f"{n}.weight"])
 
     noisy, noisy_convs, _ = _neck_convs(name)  # same seed: same default weights as `before`
-    near_identity_(noisy, noise=0.5)
+    passthrough_init_(noisy, noise=0.5)
     for n in square:
         w = noisy_convs[n].weight
         torch.testing.assert_close(w - torch.nn.init.dirac_(torch.empty_like(w)), 0.5 * before[f"{n}.weight"])
 
 
-def test_proxy_starts_necks_near_identity_full_at_the_default_init(smoke):
+def test_passthrough_init_starts_concat_merges_and_sfam_at_the_mean_of_their_inputs():
+    # mlfpn: per TUM 4 stride-2 encoder convs, 4 decoder conv3x3s, 5 output conv1x1s and the FFMv2
+    # concat; FFMv1's concat; SFAM's 5 reduce convs over the 8 stacks
+    neck, convs, square = _neck_convs("mlfpn")
+    concats = [m for m in neck.modules() if isinstance(m, ConcatConv)]
+    reduces = [r for m in neck.modules() if isinstance(m, ScaleWiseAggregation) for r in m.reduce]
+    before = {id(r): r.weight.clone() for r in [c.conv for c in concats] + reduces}
+    assert (len(square), len(concats), len(reduces)) == (8 * 13, 9, 5)
+    assert passthrough_init_(neck, noise=0.0) == 8 * 13 + 9 + 5
+    for k, merge in [(3, concats[0]), (2, concats[1])]:  # FFMv1 (P3, P4, P5), FFMv2 (base, last P3)
+        xs = [torch.randn(2, 16, 8, 8) for _ in range(k)]
+        bias = 0 if merge.conv.bias is None else merge.conv.bias[None, :, None, None]
+        torch.testing.assert_close(merge(xs) - bias, sum(xs) / k)
+    stacks = torch.randn(2, 8 * 16, 4, 4)
+    torch.testing.assert_close(reduces[0](stacks) - reduces[0].bias[None, :, None, None],
+                               stacks.view(2, 8, 16, 4, 4).mean(dim=1))
+
+    noisy = _neck_convs("mlfpn")[0]  # same seed: the same default weights as `before`
+    passthrough_init_(noisy, noise=0.5)
+    noisy_means = ([m.conv for m in noisy.modules() if isinstance(m, ConcatConv)]
+                   + [r for m in noisy.modules() if isinstance(m, ScaleWiseAggregation) for r in m.reduce])
+    for conv, default in zip(noisy_means, [c.conv for c in concats] + reduces, strict=True):
+        k = conv.in_channels // conv.out_channels
+        mean = torch.cat([torch.eye(16)] * k, dim=1)[:, :, None, None] / k
+        torch.testing.assert_close(conv.weight - mean, 0.5 * before[id(default)])
+
+
+def test_passthrough_init_starts_a_square_concat_once():
+    # one TUM: SFAM's reduce convs are 16 -> 16, matched both as SFAM's and as square convs
+    g = nasfpn.load("mlfpn")
+    torch.manual_seed(0)
+    neck = nasfpn.build_neck(dataclasses.replace(g, cell=dataclasses.replace(g.cell, repeats=1)), [64, 128, 256], 16)
+    reduces = [r for m in neck.modules() if isinstance(m, ScaleWiseAggregation) for r in m.reduce]
+    default = [r.weight.clone() for r in reduces]
+    passthrough_init_(neck, noise=0.5)
+    for r, w in zip(reduces, default, strict=True):
+        torch.testing.assert_close(r.weight - torch.nn.init.dirac_(torch.empty_like(w)), 0.5 * w)
+
+
+def test_proxy_starts_necks_as_a_passthrough_full_at_the_default_init(smoke):
     g = nasfpn.load("nasfpn-proxy")
     conv = "graph.cells.0.nodes.1.post.1"  # a merge node's relu-conv-bn
-    identity = dict(build_detector(g, smoke, seed=0).neck.named_modules())
+    passthrough = dict(build_detector(g, smoke, seed=0).neck.named_modules())
     default = dict(build_detector(g, dataclasses.replace(
         smoke, budget=dataclasses.replace(smoke.budget, neck_init="default")), seed=0).neck.named_modules())
-    centre = identity[conv].weight[:, :, 1, 1].diagonal()
-    assert smoke.budget.neck_init == "identity" and get_budget("full").neck_init == "default"
+    centre = passthrough[conv].weight[:, :, 1, 1].diagonal()
+    assert smoke.budget.neck_init == "passthrough" and get_budget("full").neck_init == "default"
     assert centre.min() > 0.5 and default[conv].weight[:, :, 1, 1].diagonal().abs().max() < 0.5
     with pytest.raises(ValueError, match="neck_init"):
         get_budget("proxy", neck_init="zeros")

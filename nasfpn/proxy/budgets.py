@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-NECK_INITS = ("default", "identity")  # PyTorch's init; near-identity neck convs (see init.py)
+NECK_INITS = ("default", "passthrough")  # PyTorch's init; every merge starts as a pass-through (init.py)
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class Budget:
 BUDGETS = {
     "smoke": Budget("smoke", image_size=64, train_images=48, val_images=16, width=16, head_depth=1,
                     batch=8, steps=12, lr=2e-3, warmup=2, backbone_steps=12, end_to_end=False, evals=2,
-                    neck_init="identity"),
+                    neck_init="passthrough"),
     "proxy": Budget("proxy", image_size=128, train_images=16384, val_images=512, width=64, head_depth=2,
                     batch=16, steps=600, lr=2e-3, warmup=50, backbone_steps=3000, end_to_end=False,
-                    neck_init="identity"),
+                    neck_init="passthrough"),
     "full": Budget("full", image_size=128, train_images=16384, val_images=512, width=64, head_depth=2,
                    batch=16, steps=6000, lr=2e-3, warmup=200, backbone_steps=3000, end_to_end=True),
 }

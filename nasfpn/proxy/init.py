@@ -1,10 +1,11 @@
-"""Near-identity initialisation of a neck, the proxy's way to score deep necks fairly early.
+"""Pass-through initialisation of a neck, the proxy's way to score deep necks fairly early.
 
 At PyTorch's default init a stack of relu-conv-bn merge nodes (NAS-FPN's 3 or 7 cells, M2Det's
 TUMs) scrambles its input, and a short schedule spends itself on getting the stack to pass
 features at all: the proxy then ranks necks by how fast they start to learn, not by what they
-learn. With every channel-preserving conv started near the identity (a strided one near
-subsampling), each node starts as a normalized sum of its resampled inputs (what an FPN's merges
+learn. Started as a pass-through — every channel-preserving conv near the identity (a strided
+one near subsampling), every conv over concatenated maps (a concat merge, M2Det's SFAM) near
+their mean — each node starts as a normalized sum of its resampled inputs (what an FPN's merges
 compute), so a deep neck starts where a shallow one does. benchmarks/proxy_fidelity.py measures
 what this does to the ranking.
 """
@@ -14,21 +15,38 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NOISE = 0.5  # the default init's weights, scaled, on top of the identity: breaks symmetry
+from ..ops.blocks import ScaleWiseAggregation
+from ..ops.fuse import ConcatConv
+
+NOISE = 0.5  # the default init's weights, scaled, on top of the pass-through: breaks symmetry
 
 
 @torch.no_grad()
-def near_identity_(neck: nn.Module, noise: float = NOISE) -> int:
+def passthrough_init_(neck: nn.Module, noise: float = NOISE) -> int:
     """Every undilated, ungrouped conv of `neck` whose input and output widths match becomes
-    identity + `noise` x its current (default-initialised) weights; with stride 2, identity means
-    taking every other pixel. Other convs (laterals between widths, depthwise, dilated) keep
-    their init, as do biases. Returns how many convs changed."""
-    changed = 0
+    identity + `noise` x its current (default-initialised) weights (with stride 2, identity
+    means taking every other pixel); the 1x1 conv of a concat merge and each of SFAM's reduce
+    convs becomes the mean of the concatenated maps + the same noise. Other convs (laterals
+    between widths, depthwise, dilated) keep their init, as do biases. Returns how many convs
+    changed."""
+    starts: dict[nn.Conv2d, torch.Tensor] = {}
     for m in neck.modules():
-        if (isinstance(m, nn.Conv2d) and m.in_channels == m.out_channels and m.groups == 1
-                and m.dilation == (1, 1)):
-            default = m.weight.clone()
-            nn.init.dirac_(m.weight)
-            m.weight.add_(noise * default)
-            changed += 1
-    return changed
+        if isinstance(m, ConcatConv):
+            starts[m.conv] = _mean_of_inputs(m.conv)
+        elif isinstance(m, ScaleWiseAggregation):
+            starts.update((reduce, _mean_of_inputs(reduce)) for reduce in m.reduce)
+    for m in neck.modules():  # a concat of one map (or SFAM over one stack) is square too: once
+        if (isinstance(m, nn.Conv2d) and m not in starts and m.in_channels == m.out_channels
+                and m.groups == 1 and m.dilation == (1, 1)):
+            starts[m] = nn.init.dirac_(torch.empty_like(m.weight))
+    for conv, start in starts.items():
+        conv.weight.mul_(noise).add_(start)
+    return len(starts)
+
+
+def _mean_of_inputs(conv: nn.Conv2d) -> torch.Tensor:
+    """The 1x1 weights that average the equal-width maps concatenated into `conv`."""
+    k = conv.in_channels // conv.out_channels
+    eye = torch.eye(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device)
+    return (torch.cat([eye] * k, dim=1) / k)[:, :, None, None]
+

@@ -23,7 +23,7 @@ from .budgets import Budget
 from .cost import count_flops, latency_ms
 from .data import Split
 from .evaluate import coco_ap, coco_detections
-from .init import near_identity_
+from .init import passthrough_init_
 from .losses import detection_loss
 from .model import Detector, count_model, load_backbone_weights, new_backbone, normalize
 from .postprocess import decode
@@ -195,8 +195,8 @@ def build_detector(genotype: Genotype, prepared: Prepared, seed: int) -> Detecto
     backbone = new_backbone(genotype.feedback is not None, budget.width)
     load_backbone_weights(backbone, prepared.backbone_state)
     detector = Detector(genotype, len(prepared.data.classes), budget.width, budget.head_depth, backbone=backbone)
-    if budget.neck_init == "identity":
-        near_identity_(detector.neck)
+    if budget.neck_init == "passthrough":
+        passthrough_init_(detector.neck)
     return detector
 
 
