@@ -25,7 +25,7 @@ SPACE = str(ROOT / "search_spaces" / "nasfpn_space.yaml")
 def embedded_ray():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR",
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR",
              log_to_driver=False)
     yield
     ray.shutdown()
@@ -98,8 +98,8 @@ def test_unreachable_cluster_address_is_one_clear_line(tmp_path, cache_dir, caps
         assert rc == 2 and f"127.0.0.1:{port}" in err and "cannot reach" in err and "Traceback" not in err
         assert time.time() - start < 30
     finally:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR",
-                 log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level="ERROR", log_to_driver=False)
 
 
 def test_existing_run_and_bad_options_exit_2(tmp_path, cache_dir, capsys):

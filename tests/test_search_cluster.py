@@ -78,19 +78,38 @@ def ray_cluster():
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
 
 
+def _cluster_cpus(address, env):
+    """{node id: CPUs} of the cluster's live nodes, asked from a separate driver."""
+    nodes = subprocess.run(
+        [sys.executable, "-c", "import json, ray; ray.init(address=%r, logging_level='ERROR'); "
+         "print(json.dumps({n['NodeID']: n['Resources'].get('CPU', 0) for n in ray.nodes() if n['Alive']}))"
+         % address], env=env, capture_output=True, text=True, timeout=120)
+    return json.loads(nodes.stdout.strip().splitlines()[-1])
+
+
 def test_search_joins_a_ray_cluster_and_runs_trials_there(tmp_path, cache_dir, ray_cluster):
     address, env = ray_cluster
     done = subprocess.run(_search_cmd(tmp_path, cache_dir, "cluster", "--space", SPACE, "--trials", "2",
                                       "--baselines", "fpn", "--address", address),
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    nodes = subprocess.run(
-        [sys.executable, "-c", "import json, ray; ray.init(address=%r, logging_level='ERROR'); "
-         "print(json.dumps({n['NodeID']: n['Resources'].get('CPU', 0) for n in ray.nodes() if n['Alive']}))"
-         % address], env=env, capture_output=True, text=True, timeout=120)
-    cpus = json.loads(nodes.stdout.strip().splitlines()[-1])
+    cpus = _cluster_cpus(address, env)
     worker = [node for node, n in cpus.items() if n > 0]
     assert len(cpus) == 2 and len(worker) == 1
     records = _records(tmp_path / "cluster")
     assert len(records) == 3 and all(r["state"] == "complete" for r in records)
     assert {r["node_id"] for r in records} == set(worker)  # every trial ran on the second node
+
+
+def test_embedded_search_starts_its_own_ray_beside_a_running_cluster(tmp_path, cache_dir, ray_cluster):
+    """`ray start` (or a crashed run) leaves /tmp/ray/ray_current_cluster pointing at a live
+    instance, which a plain ray.init() joins; without --address the search must not."""
+    address, cluster_env = ray_cluster
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(_search_cmd(tmp_path, cache_dir, "beside", "--space", SPACE, "--trials", "1",
+                                      "--baselines", "fpn", "--cpus", "2"),
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = _records(tmp_path / "beside")
+    assert len(records) == 2 and all(r["state"] == "complete" for r in records)
+    assert not {r["node_id"] for r in records} & set(_cluster_cpus(address, cluster_env))

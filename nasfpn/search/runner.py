@@ -89,8 +89,10 @@ def connect_ray(address: Optional[str], cpus: Optional[int]) -> str:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise SearchError(f"--address {address}: cannot join the Ray cluster: {exc}") from None
         return address
-    ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level=logging.ERROR, log_to_driver=False)
+    # "local": a new instance even where `ray start` (or a crashed run) left one on this machine,
+    # which a plain ray.init() would join, or fail to join once given num_cpus
+    ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
+             _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False)
     return "embedded"
 
 
