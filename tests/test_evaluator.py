@@ -61,6 +61,37 @@ def test_nms_keeps_the_best_of_overlapping_boxes_per_class():
     assert sorted(batched_nms(boxes, scores, labels, 0.5).tolist()) == [0, 2, 3]
 
 
+def _all_pairs_greedy_nms(boxes, scores, iou_threshold):
+    """The textbook greedy NMS over the full IoU matrix: the oracle for the incremental one."""
+    order = scores.argsort(descending=True)
+    b = boxes[order]
+    lt = torch.max(b[:, None, :2], b[None, :, :2])
+    rb = torch.min(b[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(2)
+    area = (b[:, 2:] - b[:, :2]).prod(1)
+    overlaps = inter / (area[:, None] + area[None] - inter).clamp(min=1e-9) > iou_threshold
+    suppressed = torch.zeros(len(b), dtype=torch.bool)
+    keep = []
+    for i in range(len(b)):
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= overlaps[i]
+    return order[keep]
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.6])
+def test_nms_matches_the_all_pairs_greedy_reference(threshold):
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(400, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + 5 + torch.rand(400, 2, generator=g) * 40], 1)
+    boxes[200:220] = boxes[:20]  # exact duplicates
+    scores = torch.rand(400, generator=g)
+    expected = _all_pairs_greedy_nms(boxes, scores, threshold)
+    assert 20 < len(expected) < 380
+    assert torch.equal(nms(boxes, scores, threshold), expected)
+    assert torch.equal(nms(boxes, scores, threshold, max_keep=10), expected[:10])
+
+
 def test_targets_spread_over_levels_and_keep_tiny_objects():
     locs = locations(128, [8, 16, 32, 64, 128], [16, 32, 64, 128])
     boxes = torch.tensor([[60, 60, 64, 64], [10, 10, 40, 40], [0, 0, 120, 120.]])
