@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from nasfpn.cli import main
+from nasfpn.search.runner import connect_ray
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = str(ROOT / "search_spaces" / "nasfpn_space.yaml")
@@ -25,8 +26,7 @@ SPACE = str(ROOT / "search_spaces" / "nasfpn_space.yaml")
 def embedded_ray():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="ERROR",
-             log_to_driver=False)
+    assert connect_ray(None, 2) == "embedded"  # the search's own embedded start
     yield
     ray.shutdown()
 
@@ -98,8 +98,7 @@ def test_unreachable_cluster_address_is_one_clear_line(tmp_path, cache_dir, caps
         assert rc == 2 and f"127.0.0.1:{port}" in err and "cannot reach" in err and "Traceback" not in err
         assert time.time() - start < 30
     finally:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="ERROR", log_to_driver=False)
+        connect_ray(None, 2)
 
 
 def test_existing_run_and_bad_options_exit_2(tmp_path, cache_dir, capsys):
