@@ -9,8 +9,8 @@
 from .build import NamedNeck, Neck, NeckBuildError, build_neck, make_plan, run_pyramid
 from .dsl import (DSLError, Genotype, SearchSpace, from_dict, from_yaml, load, load_space, read,
                   to_yaml, zoo_names)
+from .version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = ["DSLError", "Genotype", "NamedNeck", "Neck", "NeckBuildError", "SearchSpace",
            "build_neck", "from_dict", "from_yaml", "load", "load_space", "make_plan", "read",

@@ -222,6 +222,66 @@ CASES = [
      "exactly 2 inputs, got 3 (for example when cell.nodes[0].combine=global_attention)", 7),
 ]
 
+# Hostile and careless files: expansion, recursion, nesting, duplicates, values that pass a type
+# check but could never be built (the limits are in nasfpn/dsl/limits.py and yaml_reader.py).
+BOMB = 'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]\n' + "".join(
+    f"{c}: &{c} [" + ", ".join([f"*{p}"] * 10) + "]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+ALIAS_CHAIN = "a0: &a0 [x]\n" + "".join(f"a{k}: &a{k} [*a{k - 1}]\n" for k in range(1, 40))
+MANY_NODES = "".join("    - {level: P4, inputs: [P4]}\n" for _ in range(59))
+
+CASES += [
+    ("billion_laughs", BOMB, "e", "the document expands to more than 50000 values (aliases multiply it; "
+     "limit MAX_YAML_NODES)", 5),
+    ("alias_chain_too_deep", ALIAS_CHAIN, "a30[0]", "aliases expand it to more than 32 levels of nesting "
+     "(limit MAX_YAML_DEPTH)", 30),
+    ("recursive_alias", edit(BASE, "cell:\n", "cell: &c\n  repeats: *c\n"), "cell.repeats",
+     "an alias refers to a value that contains it (a recursive alias)", 5),
+    ("recursive_alias_in_list", "kind: genotype\ncell: &c\n  nodes: [*c]\n", "cell.nodes[0]",
+     "a recursive alias", 2),
+    ("nested_too_deep", edit(BASE, "channels: 16", "channels: " + "[" * 5000 + "]" * 5000), "",
+     "nested more than 32 levels deep (limit MAX_YAML_DEPTH)", 4),
+    ("file_too_large", BASE + "# padding\n" * 120_000, "", "larger than the limit of 1 MiB (MAX_YAML_BYTES)",
+     None),
+    ("duplicate_top_key", BASE + "channels: 32\n", "channels",
+     "key 'channels' is given twice (lines 4 and 13): remove one", 13),
+    ("duplicate_node_key", node0("inputs: [P4, P5], inputs: [P4]"), "cell.nodes[0].inputs",
+     "key 'inputs' is given twice (lines 7 and 7)", 7),
+    ("duplicate_cell_key", edit(BASE, "cell:\n", "cell:\n  repeats: 2\n  repeats: 3\n"), "cell.repeats",
+     "key 'repeats' is given twice (lines 6 and 7)", 7),
+    ("params_mixed_key_types", node0("inputs: [P4], block: residual_augmentation, params: {ratios: [0.1], 1: 2}"),
+     "cell.nodes[0].params", "parameter names must be text, got 1 (a number)", 7),
+    ("integer_too_long", edit(BASE, "channels: 16", "channels: " + "9" * 5000), "",
+     "a value cannot be read: Exceeds the limit (4300 digits)", None),
+    ("two_documents", BASE + "---\nkind: genotype\n", "", "not valid YAML: but found another document", 13),
+    ("python_tag", BASE + "x: !!python/object/apply:os.system ['echo hi']\n", "",
+     "not valid YAML: could not determine a constructor for the tag", 13),
+    ("channels_in_the_billions", edit(BASE, "channels: 16", "channels: 1000000000000"), "channels",
+     "must be at most 2048 (MAX_CHANNELS), got 1000000000000", 4),
+    ("repeats_in_the_billions", edit(BASE, "cell:\n", "cell:\n  repeats: 1000000000\n"), "cell.repeats",
+     "must be at most 32 (MAX_REPEATS)", 6),
+    ("feedback_steps_in_the_billions", BASE + "feedback: {steps: 1000000000}\n", "feedback.steps",
+     "must be at most 8 (MAX_FEEDBACK_STEPS)", 13),
+    ("dilation_in_the_billions", BASE + "feedback: {aspp_dilations: [1, 1000000000]}\n",
+     "feedback.aspp_dilations[1]", "must be at most 64 (MAX_DILATION)", 13),
+    ("dilation_zero", BASE + "feedback: {aspp_dilations: [0]}\n", "feedback.aspp_dilations[0]",
+     "must be at least 1, got 0", 13),
+    ("ratios_too_many", node0("inputs: [P4], block: residual_augmentation, params: {ratios: ["
+                              + ", ".join(["0.1"] * 17) + "]}"),
+     "cell.nodes[0].params.ratios", "at most 16 entries (MAX_LIST), got 17", 7),
+    ("post_ops_too_many", node0("inputs: [P4, P5], post: [" + ", ".join(["relu"] * 17) + "]"),
+     "cell.nodes[0].post", "at most 16 entries (MAX_OPS), got 17", 7),
+    ("nodes_too_many", BASE + MANY_NODES, "cell.nodes", "at most 64 entries (MAX_NODES), got 65", 6),
+    ("neck_too_large_to_build", edit(BASE, "channels: 16", "channels: 2048", "cell:\n", "cell:\n  repeats: 32\n"),
+     "cell", "too large to build: up to 1.93e+10 weights at 2048 channels x 32 stack(s) of 6 nodes "
+     "(over MAX_NECK_WEIGHT_BOUND = 4e+09)", 5),
+    ("channels_range_in_the_billions", edit(SPACE, "channels: 16", "channels: {range: [1, 1000000000]}"),
+     "channels.range", "must be at most 2048 (MAX_CHANNELS), got 1000000000", 4),
+    ("repeats_range_in_the_billions", edit(SPACE, "cell:\n", "cell:\n  repeats: {range: [1, 1000000000]}\n"),
+     "cell.repeats.range", "must be at most 32 (MAX_REPEATS)", 6),
+    ("pick_range_in_the_billions", edit(SPACE, "inputs: [P4, P5]", "inputs: {pick: {range: [1, 1000000000]}}"),
+     "cell.nodes[0].inputs.pick", "cannot pick 1000000000 distinct inputs from 5", 7),
+]
+
 EXPECTED_PROBLEMS = {"two_outputs_same_level": 2}
 
 
@@ -238,8 +298,8 @@ def test_the_base_files_are_valid():
     assert isinstance(nasfpn.from_yaml(SPACE), nasfpn.SearchSpace)
 
 
-def test_at_least_twenty_kinds():
-    assert len(CASES) >= 20
+def test_at_least_forty_kinds():
+    assert len(CASES) >= 40
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
@@ -292,8 +352,8 @@ def test_three_mistakes_across_nodes_are_reported_together(tmp_path):
     assert sorted(p.line for p in info.value.problems) == [7, 9, 10]
 
 
-def test_yaml_error_without_a_file_names_no_line():
-    with pytest.raises(nasfpn.DSLError, match=r"^<genotype>: not valid YAML"):
+def test_yaml_error_in_text_names_the_line_of_the_text():
+    with pytest.raises(nasfpn.DSLError, match=r"^<genotype>:2: not valid YAML"):
         nasfpn.from_yaml("levels: [P3, P4\n")
 
 

@@ -8,6 +8,7 @@ import sys
 
 from ..build import NeckBuildError
 from ..dsl import DSLError
+from ..files import FileProblem
 from ..proxy.data import DataError
 from ..search.runner import SearchError
 from . import baselines, export, report, search, show, train, validate
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except DSLError as err:
         print(err, file=sys.stderr)
-    except (UserError, NeckBuildError, DataError, SearchError) as err:
+    except (UserError, NeckBuildError, DataError, SearchError, FileProblem) as err:
         print(f"nasfpn {args.command}: {err}", file=sys.stderr)
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()

@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 
 from ..dsl import load, to_yaml, zoo_names
-from .common import UserError, proxy_session, write_json
+from ..files import FileProblem, atomic_output, output_dir, read_text, write_text
+from .common import UserError, bounded_int, proxy_session, write_json
 from .train import add_proxy_options
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -19,7 +20,7 @@ def add_parser(sub) -> None:
                                    "kept and skipped when re-run), then table.csv, table.md and "
                                    "ap_vs_flops.png.")
     add_proxy_options(p)
-    p.add_argument("--seeds", type=int, default=3, help="seeds per neck (default 3)")
+    p.add_argument("--seeds", type=bounded_int(1, 1000), default=3, help="seeds per neck (default 3)")
     p.add_argument("--necks", help="comma-separated zoo names (default: every zoo genotype)")
     p.add_argument("--out", default="runs/baselines", metavar="DIR")
     p.set_defaults(run=run)
@@ -29,10 +30,8 @@ def run(args) -> int:
     from ..proxy.train import run_trial
 
     names = args.necks.split(",") if args.necks else zoo_names("genotype")
-    if args.seeds < 1:
-        raise UserError("--seeds must be at least 1")
     genotypes = [load(n) for n in names]
-    out = Path(args.out)
+    out = output_dir(args.out, "--out")
     levels = {g.levels for g in genotypes}
     if len(levels) != 1:
         raise UserError("the necks must share one pyramid to be scored the same way")
@@ -42,13 +41,13 @@ def run(args) -> int:
         for seed in range(args.seeds):
             run_dir = out / "runs" / f"{g.name}-s{seed}"
             done = run_dir / "metrics.json"
-            if done.exists():
-                metrics = json.loads(done.read_text())
-                if metrics.get("budget_config") == prepared.budget.as_dict() and metrics.get("data") == prepared.data.name:
-                    rows.append(metrics)
-                    continue
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "genotype.yaml").write_text(to_yaml(g))
+            metrics = _finished(done)
+            if (metrics is not None and metrics.get("budget_config") == prepared.budget.as_dict()
+                    and metrics.get("data") == prepared.data.name):
+                rows.append(metrics)
+                continue
+            output_dir(run_dir)
+            write_text(run_dir / "genotype.yaml", to_yaml(g))
             metrics = run_trial(g, prepared, seed=seed, device=device, progress=not args.no_progress)
             write_json(done, metrics)
             rows.append(metrics)
@@ -57,6 +56,18 @@ def run(args) -> int:
     print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'ap_vs_flops.png'}")
     print((out / "table.md").read_text())
     return 0
+
+
+def _finished(path: Path) -> dict | None:
+    """The metrics of a finished run, or None (not run, or its file is damaged: run it again)."""
+    if not path.exists():
+        return None
+    try:
+        metrics = json.loads(read_text(path))
+    except (FileProblem, ValueError, RecursionError) as err:
+        print(f"warning: {path}: unreadable ({err}); running it again")
+        return None
+    return metrics if isinstance(metrics, dict) else None
 
 
 def summarize(rows: list[dict]):
@@ -88,8 +99,9 @@ def write_tables(rows: list[dict], out: Path, caption: str) -> None:
     from ..export.plots import ap_vs_flops
 
     table = summarize(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "table.csv", index=False, float_format="%.6g")
+    output_dir(out)
+    with atomic_output(out / "table.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
     lines = [f"COCO AP (%) on {caption}; mean ± std over seeds.", "",
              "| neck | AP | AP50 | AP75 | APs | APm | APl | neck params (M) | neck GFLOPs | latency (ms) | train (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -97,5 +109,5 @@ def write_tables(rows: list[dict], out: Path, caption: str) -> None:
         cells = [_pm(getattr(r, f"{m}_mean"), getattr(r, f"{m}_std")) for m in METRICS]
         lines.append(f"| {r.neck} | " + " | ".join(cells) +
                      f" | {r.neck_params / 1e6:.3f} | {r.neck_flops / 1e9:.3f} | {r.latency_ms:.1f} | {r.train_seconds:.0f} |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "table.md", "\n".join(lines) + "\n")
     ap_vs_flops(table, out / "ap_vs_flops.png", f"zoo necks: {caption}")

@@ -2,23 +2,62 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import os
 from pathlib import Path
+from typing import Callable
+
+from ..files import write_text
+
+MAX_IMAGE_SIZE = 8192      # pixels, for FLOPs, latency and export shapes
+MAX_IN_CHANNELS = 8192     # a backbone map's width (ResNet-50's C5: 2048)
 
 
 class UserError(Exception):
     """A mistake in what the user asked for (bad option, missing file): one line, exit code 2."""
 
 
-def int_list(text: str) -> list[int]:
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < low or (high is not None and value > high):
+            span = f"{low}..{high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text}")
+        return value
+    return parse
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, 0..2^32 - 1."""
+    return bounded_int(0, 2 ** 32 - 1)(text)
+
+
+def finite_float(low: float, positive: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number >= low (> low when `positive`); NaN and inf refused."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+        if not math.isfinite(value) or value < low or (positive and value == low):
+            bound = f"greater than {low:g}" if positive else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text}")
+        return value
+    return parse
+
+
+def int_list(text: str, maximum: int = MAX_IN_CHANNELS) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"expected comma-separated integers, got '{text}'") from None
-    if not values or any(v < 1 for v in values):
-        raise UserError(f"expected positive integers, got '{text}'")
+    if not values or any(v < 1 or v > maximum for v in values):
+        raise UserError(f"expected integers in 1..{maximum}, got '{text}'")
     return values
 
 
@@ -31,9 +70,7 @@ def human(n: float) -> str:
 
 def write_json(path: Path, data) -> None:
     """Write atomically: a failed write never leaves half a file in place of a good one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(_finite(data), indent=2, default=_jsonable, allow_nan=False) + "\n")
 
 
 def _finite(value):
@@ -80,11 +117,7 @@ def proxy_session(args, levels):
 
     device = check_device(args.device)
     if args.threads is not None:
-        if args.threads < 1:
-            raise UserError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
-    if args.steps is not None and args.steps < 1:
-        raise UserError("--steps must be at least 1")
     budget = get_budget(args.budget, steps=args.steps)
     data = load_data(args.data, budget.image_size, budget.train_images, budget.val_images,
                      cache=args.cache)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from ..dsl import SearchSpace, read, zoo_names
 from ..export.formats import FORMATS, ExportError, export
-from .common import UserError, int_list
+from ..dsl.assemble import size_problem
+from ..dsl.limits import MAX_CHANNELS
+from .common import MAX_IMAGE_SIZE, UserError, bounded_int, int_list
 
 
 def add_parser(sub) -> None:
@@ -15,13 +17,14 @@ def add_parser(sub) -> None:
                                    "import); torchscript: torch.jit.script of the neck; onnx (optional "
                                    "extra): fixed input size --image-size.")
     p.add_argument("source", metavar="RUN_DIR|NAME|FILE", help="a search run directory, zoo name or genotype")
-    p.add_argument("--rank", type=int, default=1, help="which sampled neck of the run, by AP (default 1)")
+    p.add_argument("--rank", type=bounded_int(1), default=1, help="which sampled neck of the run, by AP (default 1)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, metavar="PATH")
     p.add_argument("--in-channels", default="256,512,1024",
                    help="backbone widths, finest first (default 256,512,1024)")
-    p.add_argument("--channels", type=int, help="neck width (default: the genotype's)")
-    p.add_argument("--image-size", type=int, default=640, help="input size for ONNX (default 640)")
+    p.add_argument("--channels", type=bounded_int(1, MAX_CHANNELS), help="neck width (default: the genotype's)")
+    p.add_argument("--image-size", type=bounded_int(8, MAX_IMAGE_SIZE), default=640,
+                   help="input size for ONNX (default 640)")
     p.add_argument("--class-name", default="ExportedNeck", help="class name in the .py export")
     p.set_defaults(run=run)
 
@@ -49,8 +52,10 @@ def genotype_from(source: str, rank: int):
 
 def run(args) -> int:
     g = genotype_from(args.source, args.rank)
-    if args.channels is not None and args.channels < 1:
-        raise UserError("--channels must be positive")
+    if args.channels is not None:  # the genotype was checked at its own width
+        too_large = size_problem(args.channels, g.levels, g.stem, g.cell, g.feedback)
+        if too_large:
+            raise UserError(f"--channels {args.channels}: the neck is {too_large}")
     try:
         out = export(g, args.format, args.out, int_list(args.in_channels), args.channels, args.image_size,
                      args.class_name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dsl import zoo_names
-from .common import UserError
+from .common import UserError, bounded_int, finite_float, seed
 
 
 def add_parser(sub) -> None:
@@ -15,13 +15,14 @@ def add_parser(sub) -> None:
                                    "RAY_ADDRESS) it starts an embedded single-node Ray on 127.0.0.1.")
     p.add_argument("--space", help="search-space YAML (e.g. search_spaces/nasfpn_space.yaml)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
-    p.add_argument("--trials", type=int, default=40, help="sampled necks to train (default 40)")
+    p.add_argument("--trials", type=bounded_int(1), default=40, help="sampled necks to train (default 40)")
     p.add_argument("--budget", default="proxy", choices=["smoke", "proxy", "full"])
     p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2")
     p.add_argument("--objective", default="ap", help="ap (default) or ap,flops")
-    p.add_argument("--concurrency", type=int, help="trials at once (default: cluster CPUs / cpus-per-trial)")
-    p.add_argument("--cpus-per-trial", type=float, default=1)
-    p.add_argument("--gpus-per-trial", type=float, default=0)
+    p.add_argument("--concurrency", type=bounded_int(1), help="trials at once (default: cluster CPUs / cpus-per-trial)")
+    p.add_argument("--cpus-per-trial", type=finite_float(0, positive=True), default=1)
+    p.add_argument("--gpus-per-trial", type=finite_float(0), default=0,
+                   help="GPUs per trial; a fraction (0.25) lets small trials share one")
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else embedded Ray)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "
                                      "e.g. postgresql://user:pass@host/db")
@@ -31,12 +32,12 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default="synthetic", help="synthetic (built in) or coco:DIR")
     p.add_argument("--baselines", default=",".join(zoo_names("genotype")),
                    help="zoo necks scored as reference trials (comma-separated, or 'none')")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed")
-    p.add_argument("--trial-seed", type=int, default=0, help="seed of every trial's training")
-    p.add_argument("--backbone-seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="sampler seed")
+    p.add_argument("--trial-seed", type=seed, default=0, help="seed of every trial's training")
+    p.add_argument("--backbone-seed", type=seed, default=0)
     p.add_argument("--no-asha", action="store_true", help="train every trial to the end")
-    p.add_argument("--steps", type=int, help="override the budget's training steps")
-    p.add_argument("--cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    p.add_argument("--steps", type=bounded_int(1), help="override the budget's training steps")
+    p.add_argument("--cpus", type=bounded_int(1), help="CPUs of the embedded Ray (default: all)")
     p.add_argument("--cache", metavar="DIR", help="backbone/feature cache (default ~/.cache/nasfpn)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)

@@ -10,25 +10,29 @@ from ..build import build_neck, make_plan
 from ..build.plan import describe
 from ..dsl import SearchSpace, level_name, read
 from ..dsl.choices import Categorical, IntRange, Permutation, Pick
+from ..dsl.limits import MAX_CHANNELS
+from ..dsl.space import format_count
+from ..files import output_file
 from ..proxy.cost import count_params, module_flops
-from .common import UserError, human, int_list
+from .common import MAX_IMAGE_SIZE, bounded_int, human, int_list, seed
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("show", help="print a neck's nodes, params and FLOPs; draw its cell",
                        description="For a search space, lists its choices and shows one sampled point.")
     p.add_argument("neck", metavar="NAME|FILE", help="zoo name (fpn, nasfpn, ...) or YAML file")
-    p.add_argument("--channels", type=int, help="neck width (default: the genotype's)")
-    p.add_argument("--image-size", type=int, default=640, help="square input size for FLOPs (default 640)")
+    p.add_argument("--channels", type=bounded_int(1, MAX_CHANNELS), help="neck width (default: the genotype's)")
+    p.add_argument("--image-size", type=bounded_int(8, MAX_IMAGE_SIZE), default=640,
+                   help="square input size for FLOPs (default 640)")
     p.add_argument("--in-channels", default="128,256,512",
                    help="backbone widths of C3,C4,... (default 128,256,512)")
-    p.add_argument("--seed", type=int, default=0, help="which point of a search space to show")
+    p.add_argument("--seed", type=seed, default=0, help="which point of a search space to show")
     p.add_argument("--draw", metavar="PNG", help="draw the cell (levels as rows, nodes as boxes)")
     p.set_defaults(run=run)
 
 
 def _describe_space(space: SearchSpace) -> list[str]:
-    lines = [f"search space {space.name}: {space.size():.3g} points"]
+    lines = [f"search space {space.name}: {format_count(space.size())} points"]
     t = space.template
     for path, value in _walk(t, ""):
         if isinstance(value, Categorical):
@@ -67,28 +71,26 @@ def run(args) -> int:
         print(f"\nsampled point (seed {args.seed}):")
     else:
         g = item
-    if args.image_size < 8:
-        raise UserError("--image-size must be at least 8")
-    if args.channels is not None and args.channels < 1:
-        raise UserError("--channels must be positive")
+    draw = output_file(args.draw, "--draw") if args.draw else None
     plan = make_plan(g)
     width = args.channels or g.channels
     print(f"{g.name}" + (f" - {g.paper}" if g.paper else ""))
     print(f"pyramid {g.level_names[0]}..{g.level_names[-1]}, {width} channels, cell x{g.cell.repeats}"
           + (" (shared weights)" if g.cell.share_weights and g.cell.repeats > 1 else "")
-          + (f", SFAM aggregation" if g.cell.aggregate == "sfam" else "")
+          + (", SFAM aggregation" if g.cell.aggregate == "sfam" else "")
           + (f", recursive feedback x{g.feedback.steps}" if g.feedback else ""))
     print("\n".join(describe(plan)))
     if plan.pruned:
         print(f"pruned (reach no output): {', '.join(plan.pruned)}")
-    neck = build_neck(g, in_channels, width)
     sizes = [math.ceil(args.image_size / 2 ** lv) for lv in g.levels[: len(in_channels)]]
-    xs = [torch.zeros(1, c, s, s) for c, s in zip(in_channels, sizes)]
+    with torch.device("meta"):  # shapes only: params and FLOPs without allocating a weight
+        neck = build_neck(g, in_channels, width)
+        xs = [torch.zeros(1, c, s, s) for c, s in zip(in_channels, sizes)]
     flops = module_flops(neck.graph, xs)
     print(f"params {human(count_params(neck))}, FLOPs {human(flops)} at {args.image_size}x{args.image_size} "
           f"(backbone widths {','.join(map(str, in_channels))})")
-    if args.draw:
+    if draw is not None:
         from ..export.draw import draw_cell
-        draw_cell(g, args.draw)
-        print(f"drew {args.draw}")
+        draw_cell(g, draw)
+        print(f"drew {draw}")
     return 0

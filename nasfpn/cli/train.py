@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ..dsl import SearchSpace, read, to_yaml
-from .common import UserError, proxy_session, write_json
+from ..files import output_dir, write_text
+from .common import UserError, bounded_int, proxy_session, seed, write_json
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                                    "params, FLOPs, latency, timing, budget, seed, versions).")
     p.add_argument("--neck", required=True, metavar="NAME|FILE", help="zoo name or genotype YAML")
     add_proxy_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of neck/head init and data order")
+    p.add_argument("--seed", type=seed, default=0, help="seed of neck/head init and data order")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.set_defaults(run=run)
 
@@ -24,9 +24,9 @@ def add_proxy_options(p) -> None:
     p.add_argument("--data", default="synthetic", help="synthetic (built in) or coco:DIR")
     p.add_argument("--budget", default="proxy", choices=["smoke", "proxy", "full"])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--steps", type=int, help="override the budget's training steps")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--backbone-seed", type=int, default=0,
+    p.add_argument("--steps", type=bounded_int(1), help="override the budget's training steps")
+    p.add_argument("--threads", type=bounded_int(1, 4096), help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--backbone-seed", type=seed, default=0,
                    help="seed of the shared pretrained backbone (cached per dataset and seed)")
     p.add_argument("--cache", metavar="DIR", help="cache of backbone weights and features "
                                                   "(default $NASFPN_CACHE or ~/.cache/nasfpn)")
@@ -40,9 +40,8 @@ def run(args) -> int:
     if isinstance(genotype, SearchSpace):
         raise UserError(f"{args.neck} is a search space: train a genotype (e.g. a point from "
                         "`nasfpn show SPACE --seed N`)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "genotype.yaml").write_text(to_yaml(genotype))
+    out = output_dir(args.out, "--out")
+    write_text(out / "genotype.yaml", to_yaml(genotype))
     prepared, device = proxy_session(args, genotype.levels)
     metrics = run_trial(genotype, prepared, seed=args.seed, device=device, progress=not args.no_progress)
     write_json(out / "metrics.json", metrics)

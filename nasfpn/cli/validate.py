@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..dsl import DSLError, SearchSpace, read
+from ..dsl.space import format_count
 
 
 def add_parser(sub) -> None:
@@ -24,6 +25,6 @@ def run(args) -> int:
             print(err, file=sys.stderr)
             failed = True
             continue
-        what = f"search space, {item.size():.3g} points" if isinstance(item, SearchSpace) else "genotype"
+        what = f"search space, {format_count(item.size())} points" if isinstance(item, SearchSpace) else "genotype"
         print(f"{name}: ok ({what})")
     return 2 if failed else 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .dump import to_dict, to_yaml
 from .errors import DSLError, Problem, did_you_mean
-from .parse import assemble, load_yaml, read_template
+from .assemble import assemble
+from .parse import read_template
 from .schema import Cell, Feedback, Genotype, Node, Stem, level_name
 from .space import RandomSuggester, SearchSpace, Suggester
+from .yaml_reader import load_yaml, parse_yaml
 
 __all__ = ["Cell", "DSLError", "Feedback", "Genotype", "Node", "Problem", "RandomSuggester",
            "SearchSpace", "Stem", "Suggester", "from_dict", "from_yaml", "level_name", "load",
@@ -39,8 +39,8 @@ def zoo_names(kind: str | None = None) -> list[str]:
 
 def _declared_kind(path: Path) -> str:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data, _ = load_yaml(path)
+    except DSLError:
         return "genotype"
     return data.get("kind", "genotype") if isinstance(data, dict) else "genotype"
 
@@ -52,8 +52,8 @@ def _resolve(name_or_path: str | Path) -> Path:
     candidate = zoo_dir() / f"{name_or_path}.yaml"
     if len(path.parts) == 1 and candidate.is_file():
         return candidate
-    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
-        return path  # reading it reports the missing file
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path  # reading it reports what is wrong with it (missing, a FIFO, a folder)
     raise DSLError([Problem("", f"no zoo entry or file named '{name_or_path}'"
                             + did_you_mean(name_or_path, zoo_names()))], str(name_or_path))
 
@@ -73,11 +73,8 @@ def from_dict(data: Any, source: str | None = None, lines: dict | None = None) -
 
 
 def from_yaml(text: str, source: str | None = None) -> Genotype | SearchSpace:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DSLError([Problem("", f"not valid YAML: {exc}")], source) from None
-    return from_dict(data, source)
+    data, lines = parse_yaml(text, source)
+    return from_dict(data, source, lines)
 
 
 def load(name_or_path: str | Path) -> Genotype:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,37 @@ def did_you_mean(word: object, candidates) -> str:
     if len(names) <= 12:
         return f" (expected one of: {', '.join(names)})"
     return ""
+
+
+def line_of(path: str, lines: dict[str, int]) -> int | None:
+    """Line of the field, or of its nearest enclosing field the file has."""
+    while path and path not in lines:
+        path = path[: max(path.rfind("."), path.rfind("["), 0)]
+    return lines.get(path)
+
+
+def short_int(value: int) -> str:
+    """An integer as a message shows it; one of more than 24 digits by its size (converting a
+    very long one to text would itself fail)."""
+    if abs(value).bit_length() <= 79:
+        return str(value)
+    return f"a number of about {int(abs(value).bit_length() * 0.30103) + 1} digits"
+
+
+def describe(value: Any) -> str:
+    """A value as an error message shows it: 'abc', 4 (a number), a list, nothing."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, int):
+        return f"{short_int(value)} (a number)"
+    if isinstance(value, float):
+        return f"{value!r} (a number)"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__

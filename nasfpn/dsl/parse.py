@@ -1,25 +1,21 @@
-"""YAML text -> checked template -> Genotype (or SearchSpace).
+"""Plain data (from `yaml_reader`) -> checked template -> Genotype (or SearchSpace).
 
 Reading happens in two passes so that genotypes and spaces share one grammar:
-1. `read_template` checks every field's type and vocabulary and returns a template: plain
-   normalized values, where a space may hold choice markers (see `choices.py`);
-2. `assemble` turns a template without choices (a genotype file, or a sampled point of a space)
+1. `read_template` (here) checks every field's type, vocabulary and range and returns a
+   template: plain normalized values, where a space may hold choice markers (see `choices.py`);
+2. `assemble` (assemble.py) turns a template without choices (a genotype file, or a sampled point of a space)
    into a Genotype and checks what spans fields: references, levels, the output rules.
 Every problem names its field path; all problems of a file are reported together.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from . import vocab
+from . import limits, vocab
 from .choices import Categorical, IntRange, Permutation, Pick, is_marker
-from .errors import DSLError, Problem, did_you_mean
-from .schema import (DEFAULTABLE_FIELDS, FEATURE_RE, LEVEL_RE, NODE_DEFAULTS, Cell, Feedback,
-                     Genotype, Node, Stem, level_name)
+from .errors import DSLError, Problem, describe, did_you_mean, line_of, short_int
+from .schema import DEFAULTABLE_FIELDS, FEATURE_RE, LEVEL_RE, level_name
 
 _BAD = object()  # a field that failed its check; the problem is already recorded
 
@@ -33,42 +29,6 @@ NODE_KEYS = ("level", "inputs", "combine", "fusion", "upsample", "downsample", "
              "block", "params")
 
 
-# ----------------------------------------------------------------------------- YAML with lines
-def _line_map(node: yaml.Node, path: str, out: dict[str, int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = f"{path}.{key.value}" if path else str(key.value)
-            out[child] = key.start_mark.line + 1
-            _line_map(value, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, f"{path}[{i}]", out)
-
-
-def load_yaml(path: str | Path) -> tuple[Any, dict[str, int]]:
-    """Safe-load a file; also return field path -> line number for error messages."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DSLError([Problem("", "no such file")], source) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DSLError([Problem("", f"cannot read the file: {exc}")], source) from None
-    try:
-        composed = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise DSLError([Problem("", f"not valid YAML: {what}", line)], source) from None
-    lines: dict[str, int] = {}
-    if composed is not None:
-        _line_map(composed, "", lines)
-    return data, lines
-
-
 # ----------------------------------------------------------------------------- pass 1: template
 class _Reader:
     def __init__(self, lines: dict[str, int] | None, allow_choices: bool):
@@ -79,12 +39,12 @@ class _Reader:
 
     # -- bookkeeping
     def error(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path, message, _line_of(path, self.lines)))
+        self.problems.append(Problem(path, message, line_of(path, self.lines)))
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...],
                 required: tuple[str, ...] = ()) -> dict | None:
         if not isinstance(value, dict):
-            self.error(path, f"expected a mapping of {', '.join(allowed)}, got {_kind(value)}")
+            self.error(path, f"expected a mapping of {', '.join(allowed)}, got {describe(value)}")
             return None
         for key in value:
             if key not in allowed:
@@ -103,14 +63,14 @@ class _Reader:
             self.error(path, "choices are only allowed in a search space (add `kind: space`)")
             return _BAD
         if ranges and "range" in value:
-            return self.int_range(value, path)
+            return self.int_range(value, path, check)
         if "choice" in value:
             if set(value) != {"choice"}:
                 self.error(path, f"a choice takes only the key 'choice', got {sorted(value)}")
                 return _BAD
             options = value["choice"]
             if not isinstance(options, list):
-                self.error(_join(path, "choice"), f"expected a list of options, got {_kind(options)}")
+                self.error(_join(path, "choice"), f"expected a list of options, got {describe(options)}")
                 return _BAD
             if not options:
                 self.error(_join(path, "choice"), "a choice needs at least one option")
@@ -124,7 +84,7 @@ class _Reader:
                    + (" (only `choice`)" if not ranges else " (only `choice` or `range`)"))
         return _BAD
 
-    def int_range(self, value: dict, path: str) -> Any:
+    def int_range(self, value: dict, path: str, check: Callable[[Any, str], Any] | None = None) -> Any:
         extra = set(value) - {"range", "step"}
         if extra:
             self.error(path, f"a range takes 'range' and 'step', got unknown {sorted(extra)}")
@@ -141,13 +101,15 @@ class _Reader:
         if low > high:
             self.error(_join(path, "range"), f"empty range: low {low} > high {high}")
             return _BAD
+        if check is not None and any(check(b, _join(path, "range")) is _BAD for b in (low, high)):
+            return _BAD  # the bounds must be values the field itself accepts
         return IntRange(low, high, step)
 
     # -- value checks: each returns the normalized value or _BAD
     def enum(self, table: dict[str, str]) -> Callable[[Any, str], Any]:
         def check(value: Any, path: str) -> Any:
             if not isinstance(value, str):
-                self.error(path, f"expected a name{did_you_mean('', table)}, got {_kind(value)}")
+                self.error(path, f"expected a name{did_you_mean('', table)}, got {describe(value)}")
                 return _BAD
             if value not in table:
                 self.error(path, f"unknown '{value}'{did_you_mean(value, table)}")
@@ -157,31 +119,40 @@ class _Reader:
 
     def boolean(self, value: Any, path: str) -> Any:
         if not isinstance(value, bool):
-            self.error(path, f"expected true or false, got {_kind(value)}")
+            self.error(path, f"expected true or false, got {describe(value)}")
             return _BAD
         return value
 
-    def integer(self, minimum: int) -> Callable[[Any, str], Any]:
+    def integer(self, minimum: int, maximum: int, limit: str) -> Callable[[Any, str], Any]:
         def check(value: Any, path: str) -> Any:
             if not _is_int(value):
-                self.error(path, f"expected an integer, got {_kind(value)}")
+                self.error(path, f"expected an integer, got {describe(value)}")
                 return _BAD
             if value < minimum:
                 self.error(path, f"must be at least {minimum}, got {value}")
                 return _BAD
+            if value > maximum:
+                self.error(path, f"must be at most {maximum} ({limit}), got {short_int(value)}")
+                return _BAD
             return value
         return check
 
+    def list_length(self, value: list, path: str, maximum: int, limit: str) -> bool:
+        if len(value) > maximum:
+            self.error(path, f"at most {maximum} entries ({limit}), got {len(value)}")
+            return False
+        return True
+
     def text(self, value: Any, path: str) -> Any:
         if not isinstance(value, str):
-            self.error(path, f"expected text, got {_kind(value)}")
+            self.error(path, f"expected text, got {describe(value)}")
             return _BAD
         return value
 
     def level(self, value: Any, path: str) -> Any:
         match = LEVEL_RE.match(value) if isinstance(value, str) else None
         if not match:
-            self.error(path, f"expected a level name like P3, got {_kind(value)}")
+            self.error(path, f"expected a level name like P3, got {describe(value)}")
             return _BAD
         lv = int(match.group(1))
         if self.levels and lv not in self.levels:
@@ -193,7 +164,9 @@ class _Reader:
     def op_list(self, table: dict[str, str]) -> Callable[[Any, str], Any]:
         def check(value: Any, path: str) -> Any:
             if not isinstance(value, list):
-                self.error(path, f"expected a list of ops, got {_kind(value)}")
+                self.error(path, f"expected a list of ops, got {describe(value)}")
+                return _BAD
+            if not self.list_length(value, path, limits.MAX_OPS, "MAX_OPS"):
                 return _BAD
             items = [self.enum(table)(op, f"{path}[{i}]") for i, op in enumerate(value)]
             return _BAD if any(i is _BAD for i in items) else tuple(items)
@@ -201,7 +174,7 @@ class _Reader:
 
     def feature_names(self, value: Any, path: str) -> Any:
         if not isinstance(value, list):
-            self.error(path, f"expected a list of feature names like [P4, n0], got {_kind(value)}")
+            self.error(path, f"expected a list of feature names like [P4, n0], got {describe(value)}")
             return _BAD
         if not value:
             self.error(path, "a node needs at least one input")
@@ -209,7 +182,7 @@ class _Reader:
         names, ok = [], True
         for i, name in enumerate(value):
             if not isinstance(name, str) or not FEATURE_RE.match(name):
-                self.error(f"{path}[{i}]", f"expected a feature name (P3.., s0.., n0..), got {_kind(name)}")
+                self.error(f"{path}[{i}]", f"expected a feature name (P3.., s0.., n0..), got {describe(name)}")
                 ok = False
             elif name in names:
                 self.error(f"{path}[{i}]", f"duplicate input '{name}': each input may appear once")
@@ -233,7 +206,8 @@ class _Reader:
         if "levels" in top:
             out["levels"] = self.level_list(top["levels"], "levels")
         if "channels" in top:
-            out["channels"] = self.field(top["channels"], "channels", self.integer(1), ranges=True)
+            out["channels"] = self.field(top["channels"], "channels",
+                                        self.integer(1, limits.MAX_CHANNELS, "MAX_CHANNELS"), ranges=True)
         out["stem"] = self.stem(top.get("stem", {}), "stem")
         out["defaults"] = self.defaults(top.get("defaults", {}), "defaults")
         if "cell" in top:
@@ -244,7 +218,7 @@ class _Reader:
 
     def level_list(self, value: Any, path: str) -> Any:
         if not isinstance(value, list) or not value:
-            self.error(path, f"expected a list of levels like [P3, P4, P5, P6, P7], got {_kind(value)}")
+            self.error(path, f"expected a list of levels like [P3, P4, P5, P6, P7], got {describe(value)}")
             return _BAD
         levels = [self.level(v, f"{path}[{i}]") for i, v in enumerate(value)]
         if any(lv is _BAD for lv in levels):
@@ -276,7 +250,8 @@ class _Reader:
         raw = self.mapping(value, path, CELL_KEYS, required=("nodes",)) or {}
         out: dict[str, Any] = {}
         if "repeats" in raw:
-            out["repeats"] = self.field(raw["repeats"], f"{path}.repeats", self.integer(1), ranges=True)
+            out["repeats"] = self.field(raw["repeats"], f"{path}.repeats",
+                                         self.integer(1, limits.MAX_REPEATS, "MAX_REPEATS"), ranges=True)
         for key in ("share_weights", "sum_unused", "outputs_last", "intermediate_not_finest"):
             if key in raw:
                 out[key] = self.field(raw[key], _join(path, key), self.boolean)
@@ -292,13 +267,18 @@ class _Reader:
         raw = self.mapping(value, path, FEEDBACK_KEYS) or {}
         out: dict[str, Any] = {}
         if "steps" in raw:
-            out["steps"] = self.field(raw["steps"], f"{path}.steps", self.integer(2), ranges=True)
+            out["steps"] = self.field(raw["steps"], f"{path}.steps",
+                                      self.integer(2, limits.MAX_FEEDBACK_STEPS, "MAX_FEEDBACK_STEPS"),
+                                      ranges=True)
         if "aspp_dilations" in raw:
-            dil = raw["aspp_dilations"]
-            if not isinstance(dil, list) or not dil or not all(_is_int(d) and d >= 1 for d in dil):
-                self.error(f"{path}.aspp_dilations", "expected a non-empty list of positive integers")
-            else:
-                out["aspp_dilations"] = tuple(dil)
+            where, dil = f"{path}.aspp_dilations", raw["aspp_dilations"]
+            if not isinstance(dil, list) or not dil:
+                self.error(where, f"expected a non-empty list of positive integers, got {describe(dil)}")
+            elif self.list_length(dil, where, limits.MAX_LIST, "MAX_LIST"):
+                check = self.integer(1, limits.MAX_DILATION, "MAX_DILATION")
+                checked = [check(d, f"{where}[{i}]") for i, d in enumerate(dil)]
+                if not any(d is _BAD for d in checked):
+                    out["aspp_dilations"] = tuple(checked)
         if "fusion" in raw:
             out["fusion"] = self.field(raw["fusion"], f"{path}.fusion", self.enum(vocab.FEEDBACK_FUSION))
         return out
@@ -306,10 +286,12 @@ class _Reader:
     def node_list(self, value: Any, path: str, allow_empty: bool) -> list:
         if not isinstance(value, list):
             if value is not None or not allow_empty:
-                self.error(path, f"expected a list of nodes, got {_kind(value)}")
+                self.error(path, f"expected a list of nodes, got {describe(value)}")
             return []
         if not value and not allow_empty:
             self.error(path, "a cell needs at least one node")
+        if not self.list_length(value, path, limits.MAX_NODES, "MAX_NODES"):
+            return []
         return [self.node(item, f"{path}[{i}]") for i, item in enumerate(value)]
 
     def node(self, value: Any, path: str) -> dict:
@@ -335,7 +317,11 @@ class _Reader:
             return self.field(value, path, self.enum({b: "" for b in vocab.BLOCKS}))
         if key == "params":
             if not isinstance(value, dict):
-                self.error(path, f"expected a mapping of block parameters, got {_kind(value)}")
+                self.error(path, f"expected a mapping of block parameters, got {describe(value)}")
+                return _BAD
+            names = [k for k in value if not isinstance(k, str)]
+            if names:
+                self.error(path, f"parameter names must be text, got {describe(names[0])}")
                 return _BAD
             return dict(value)
         table = {"combine": vocab.COMBINE, "fusion": vocab.FUSION, "upsample": vocab.UPSAMPLE,
@@ -359,7 +345,7 @@ class _Reader:
                 self.error(f"{path}.pick", "must pick at least one input")
                 return _BAD
         elif not _is_int(k) or k < 1:
-            self.error(f"{path}.pick", f"expected a positive integer, got {_kind(k)}")
+            self.error(f"{path}.pick", f"expected a positive integer, got {describe(k)}")
             return _BAD
         pool = None
         if "from" in value:
@@ -396,163 +382,10 @@ def read_template(data: Any, source: str | None = None, lines: dict[str, int] | 
     return template
 
 
-# ----------------------------------------------------------------------------- pass 2: assemble
-def assemble(template: dict, source: str | None = None) -> Genotype:
-    """Pass 2: a choice-free template -> Genotype, with the checks that span fields."""
-    lines = template.get("_lines", {})
-    problems: list[Problem] = []
-
-    def error(path: str, message: str) -> None:
-        problems.append(Problem(path, message, _line_of(path, lines)))
-
-    levels: tuple[int, ...] = template["levels"]
-    defaults = template.get("defaults", {})
-    stem_t = template.get("stem", {})
-    cell_t = template["cell"]
-    stem_nodes = [_make_node(n, defaults) for n in stem_t.get("nodes", [])]
-    cell_nodes = [_make_node(n, defaults) for n in cell_t["nodes"]]
-
-    p_names = [level_name(lv) for lv in levels]
-    s_names = [f"s{i}" for i in range(len(stem_nodes))]
-    for i, (node, raw) in enumerate(zip(stem_nodes, stem_t.get("nodes", []))):
-        _check_node(node, raw, f"stem.nodes[{i}]", p_names + s_names[:i], f"s{i}", error,
-                    later=s_names[i + 1:], hidden=("n",))
-        if node.output:
-            error(f"stem.nodes[{i}].output", "stem nodes cannot be outputs; outputs are cell nodes")
-    n_names = [f"n{i}" for i in range(len(cell_nodes))]
-    for i, (node, raw) in enumerate(zip(cell_nodes, cell_t["nodes"])):
-        _check_node(node, raw, f"cell.nodes[{i}]", p_names + s_names + n_names[:i], f"n{i}", error,
-                    later=n_names[i + 1:], hidden=())
-
-    cell = Cell(nodes=tuple(cell_nodes),
-                **{k: cell_t[k] for k in ("repeats", "share_weights", "sum_unused", "outputs_last",
-                                          "intermediate_not_finest", "aggregate") if k in cell_t})
-    _check_outputs(cell, levels, error)
-    stem = Stem(nodes=tuple(stem_nodes),
-                **{k: stem_t[k] for k in ("lateral", "lateral_when", "extra", "extra_source",
-                                          "extra_relu") if k in stem_t})
-    feedback = Feedback(**template["feedback"]) if "feedback" in template else None
-    if problems:
-        raise DSLError(problems, source)
-    return Genotype(name=template.get("name", Path(source).stem if source else "genotype"),
-                    levels=levels, channels=template["channels"], cell=cell, stem=stem,
-                    feedback=feedback, paper=template.get("paper", ""),
-                    description=template.get("description", ""))
-
-
-def _make_node(raw: dict, defaults: dict) -> Node:
-    merged = {**{k: getattr(NODE_DEFAULTS, k) for k in DEFAULTABLE_FIELDS}, **defaults, **raw}
-    params = dict(merged.get("params") or {})
-    if merged.get("block"):
-        spec = vocab.BLOCKS[merged["block"]]["params"]
-        params = {**{k: default for k, (_, default, _) in spec.items()}, **params}
-        merged["combine"], merged["fusion"] = NODE_DEFAULTS.combine, NODE_DEFAULTS.fusion
-    merged["params"] = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                                    for k, v in params.items()))
-    return Node(**{k: merged[k] for k in Node.__dataclass_fields__ if k in merged})
-
-
-def _check_node(node: Node, raw: dict, path: str, visible: list[str], own: str, error,
-                later: list[str], hidden: tuple[str, ...]) -> None:
-    for j, name in enumerate(node.inputs):
-        where = f"{path}.inputs[{j}]"
-        if name in visible:
-            continue
-        if name == own:
-            error(where, f"a node cannot take itself ('{own}') as input")
-        elif name in later:
-            error(where, f"'{name}' is defined after this node: a node may only use earlier features "
-                         f"({', '.join(visible)})")
-        elif hidden and name[0] in hidden:
-            error(where, f"'{name}' is a cell node: stem nodes see only P-levels and earlier stem nodes")
-        else:
-            error(where, f"unknown feature '{name}'{did_you_mean(name, visible)}")
-    n = len(node.inputs)
-    if node.block is not None:
-        spec = vocab.BLOCKS[node.block]
-        if n != spec["inputs"]:
-            error(f"{path}.inputs", f"block '{node.block}' takes exactly {spec['inputs']} input(s), got {n}")
-        for key in ("combine", "fusion"):
-            if key in raw:
-                error(f"{path}.{key}", f"a block node has no '{key}': block '{node.block}' combines itself")
-        for key, value in node.params:
-            if key not in spec["params"]:
-                error(f"{path}.params.{key}", f"unknown parameter '{key}' for block '{node.block}'"
-                      + did_you_mean(key, spec["params"]))
-            elif key == "ratios" and not (isinstance(value, tuple) and value and all(
-                    isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1 for r in value)):
-                error(f"{path}.params.ratios", "expected a non-empty list of numbers in (0, 1]")
-        return
-    if node.params:
-        error(f"{path}.params", "params are only for block nodes (set `block:`)")
-    if node.combine.startswith("global_attention") and n != 2:
-        error(f"{path}.inputs", f"combine '{node.combine}' takes exactly 2 inputs, got {n}")
-    if node.fusion != "none":
-        if node.combine != "sum":
-            error(f"{path}.fusion", f"fusion '{node.fusion}' weights a sum: it needs combine 'sum', "
-                                    f"not '{node.combine}'")
-        elif n < 2:
-            error(f"{path}.fusion", f"fusion '{node.fusion}' needs at least 2 inputs, got {n}")
-    if node.combine == "concat" and n < 2:
-        error(f"{path}.inputs", "combine 'concat' needs at least 2 inputs")
-
-
-def _check_outputs(cell: Cell, levels: tuple[int, ...], error) -> None:
-    """The permutation rule (one output per level) and the declared NAS-FPN constraints."""
-    seen: dict[int, int] = {}
-    for i, node in enumerate(cell.nodes):
-        if not node.output:
-            continue
-        if node.level in seen:
-            error(f"cell.nodes[{i}].level", f"two output nodes at level {level_name(node.level)} "
-                  f"(n{seen[node.level]} and n{i}): outputs must cover each level exactly once")
-        seen.setdefault(node.level, i)
-    missing = [level_name(lv) for lv in levels if lv not in seen]
-    if missing:
-        error("cell.nodes", f"no output node at level {', '.join(missing)}: "
-              "outputs (`output: true`) must cover each level exactly once")
-    k = len(levels)
-    if cell.outputs_last:
-        for i, node in enumerate(cell.nodes):
-            should = i >= len(cell.nodes) - k
-            if node.output != should:
-                error(f"cell.nodes[{i}].output", f"outputs_last: the last {k} nodes must be the outputs "
-                      f"and no other node may be")
-                break
-    if cell.intermediate_not_finest:
-        for i, node in enumerate(cell.nodes):
-            if not node.output and node.level == levels[0]:
-                error(f"cell.nodes[{i}].level", f"intermediate_not_finest: an intermediate node may not "
-                      f"be at the finest level {level_name(levels[0])}")
-
-
 # ----------------------------------------------------------------------------- helpers
-def _line_of(path: str, lines: dict[str, int]) -> int | None:
-    """Line of the field, or of its nearest enclosing field the file has."""
-    while path and path not in lines:
-        path = path[: max(path.rfind("."), path.rfind("["), 0)]
-    return lines.get(path)
-
-
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, (int, float)):
-        return f"{value!r} (a number)"
-    if isinstance(value, str):
-        return f"'{value}'"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__

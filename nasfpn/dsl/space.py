@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from .choices import Categorical, IntRange, Permutation, Pick
 from .errors import DSLError, Problem
-from .parse import _line_of, assemble
+from .assemble import assemble
+from .errors import line_of
 from .schema import Genotype, level_name
 
 
@@ -77,6 +78,11 @@ class _Walk:
             chosen.append(candidates[index])
             candidates = candidates[:index] + candidates[index + 1:]
         return tuple(chosen)
+
+
+def format_count(n: int) -> str:
+    """A point count for people: 2.47e+17, or 'more than 1e300' (past what a float holds)."""
+    return "more than 1e300" if n > 10 ** 300 else f"{float(n):.3g}"
 
 
 class SearchSpace:
@@ -156,7 +162,7 @@ class SearchSpace:
                                         f"({', '.join(group)}): the counts must match"))
         if problems:
             lines = self.template.get("_lines", {})
-            raise DSLError([Problem(p.path, p.message, _line_of(p.path, lines)) for p in problems],
+            raise DSLError([Problem(p.path, p.message, line_of(p.path, lines)) for p in problems],
                            self.source)
         # Every point must be a genotype: probe the space with a fixed-seed random sample.
         for seed in range(64):
@@ -170,9 +176,9 @@ class SearchSpace:
                                         f"{first.message} (for example when {chosen})", first.line)],
                                self.source) from None
 
-    def size(self) -> float:
-        """The number of distinct points (choices multiplied out)."""
-        total = 1.0
+    def size(self) -> int:
+        """The number of distinct points (choices multiplied out), exactly."""
+        total = 1
         for value, pool in self._choices():
             if isinstance(value, Categorical):
                 total *= len(value.options)

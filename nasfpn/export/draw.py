@@ -15,6 +15,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 from ..build.plan import make_plan  # noqa: E402
 from ..dsl.schema import Genotype, Node, level_name  # noqa: E402
+from .plots import save_figure  # noqa: E402
 
 _OP_LABEL = {"sum": "+", "global_attention": "GP", "global_attention_mmdet": "GP'", "concat": "cat"}
 _FUSION_LABEL = {"fast_normalized": "w+", "softmax": "sm+", "channel_fast_normalized": "cw+",
@@ -96,8 +97,4 @@ def draw_cell(g: Genotype, path: str | Path, title: str | None = None) -> Path:
     ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, fontsize=7,
               frameon=False)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)

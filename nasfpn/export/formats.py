@@ -14,7 +14,8 @@ import torch
 
 from ..build import build_neck
 from ..dsl import Genotype, to_yaml
-from .standalone import write_standalone
+from ..files import FileProblem, atomic_output, output_file, write_text
+from .standalone import check_class_name, write_standalone
 
 FORMATS = ("yaml", "py", "torchscript", "onnx")
 
@@ -25,19 +26,24 @@ class ExportError(Exception):
 
 def export(g: Genotype, fmt: str, out: str | Path, in_channels: Sequence[int], out_channels: int | None = None,
            image_size: int = 640, class_name: str = "ExportedNeck") -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write `g` as `fmt` to `out` (written whole or not at all)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
+    try:
+        out = output_file(out)
+        check_class_name(class_name)
+    except (FileProblem, ValueError) as err:
+        raise ExportError(str(err)) from None
     if fmt == "yaml":
-        out.write_text(to_yaml(g))
-        return out
+        return write_text(out, to_yaml(g))
     neck = build_neck(g, in_channels, out_channels).eval()
     if fmt == "py":
         return write_standalone(neck, out, class_name)
     if fmt == "torchscript":
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), atomic_output(out) as tmp:
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(torch.jit.script(neck.graph), str(out))
+            torch.jit.save(torch.jit.script(neck.graph), str(tmp))
         return out
     if fmt == "onnx":
         try:
@@ -50,12 +56,11 @@ def export(g: Genotype, fmt: str, out: str | Path, in_channels: Sequence[int], o
         level = onnx_log.level
         onnx_log.setLevel(logging.ERROR)  # it warns that torchvision's ops are not registered
         try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), atomic_output(out) as tmp:
                 warnings.simplefilter("ignore")
-                torch.onnx.export(neck.graph, example, str(out), dynamo=True,
+                torch.onnx.export(neck.graph, example, str(tmp), dynamo=True,
                                   input_names=[f"c{lv}" for lv in g.levels[: len(in_channels)]],
                                   output_names=[f"p{lv}" for lv in g.levels])
         finally:
             onnx_log.setLevel(level)
-        return out
-    raise ExportError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
+    return out

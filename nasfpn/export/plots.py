@@ -11,6 +11,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..files import atomic_output, output_file  # noqa: E402
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save and close `fig`, whole or not at all (the format from the file's suffix)."""
+    out = output_file(path)
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, dpi=120, format=out.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return out
+
 
 def ap_vs_flops(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     """One point per neck: mean AP (error bar: std over seeds) against the neck's FLOPs."""
@@ -24,10 +35,7 @@ def ap_vs_flops(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def label_points(ax, points: list[tuple[str, float, float]], color: str | None = None) -> None:

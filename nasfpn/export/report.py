@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from ..dsl import from_yaml, load, to_yaml  # noqa: E402
 from ..search.store import read_trials, trials_frame  # noqa: E402
 from .draw import draw_cell  # noqa: E402
-from .plots import label_points, log_x_axis, merge_close  # noqa: E402
+from .plots import label_points, log_x_axis, merge_close, save_figure  # noqa: E402
 
 
 def _ap(record: dict) -> float:
@@ -85,8 +85,7 @@ def pareto_plot(records: list[dict], path: Path) -> None:
     if search:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def progress_plot(records: list[dict], path: Path) -> None:
@@ -113,8 +112,7 @@ def progress_plot(records: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_report(run_dir: Path) -> dict[str, Path]:

@@ -10,6 +10,7 @@ layout; `load_compiled_state_dict` maps a compiled neck's state_dict onto the ex
 from __future__ import annotations
 
 import inspect
+import keyword
 import re
 import textwrap
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch import nn
 
 from ..build.neck import Neck, NodeModule
 from ..build.plan import NodePlan, make_plan
+from ..files import write_text
 from ..ops.post import make_ops
 from ..ops import blocks, fuse, post, resample
 
@@ -198,7 +200,17 @@ def _finish(p, value, extras, module, w, prefix, mapping, init) -> list[str]:
     return [f"{p.name} = self.{p.name}_post({value})"]
 
 
+def check_class_name(name: str) -> str:
+    """The class name of a generated file must be a plain Python identifier (nothing else is
+    ever written into the code)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", name) or keyword.iskeyword(name):
+        raise ValueError(f"class name {name!r} is not a Python identifier (letters, digits and '_', "
+                         "not starting with a digit, not a keyword)")
+    return name
+
+
 def standalone_source(neck: Neck, class_name: str = "ExportedNeck") -> str:
+    check_class_name(class_name)
     g = neck.genotype
     plan = make_plan(g)
     names = _feature_names(plan)
@@ -378,6 +390,4 @@ def write_standalone(neck: Neck, path: str | Path, class_name: str = "ExportedNe
     source = standalone_source(neck, class_name)
     if neck.feedback is not None:
         source = source.replace("range(STEPS - 1)", f"range({neck.feedback.steps - 1})")
-    out = Path(path)
-    out.write_text(re.sub(r"\n{4,}", "\n\n\n", source))
-    return out
+    return write_text(path, re.sub(r"\n{4,}", "\n\n\n", source))

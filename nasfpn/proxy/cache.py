@@ -1,9 +1,24 @@
-"""Where the one-time work is kept between processes: generated data, backbone weights, features."""
+"""Where the one-time work is kept between processes: generated data, backbone weights, features.
+
+Tensor caches are weights-only torch files that carry a SHA-256 of their tensors; one that does
+not load, or whose tensors no longer match their digest (a truncated copy, bytes overwritten),
+is reported in one line, removed and rebuilt: never read as garbage. Every cache file is
+written under a temporary name and moved into place, so a killed run leaves none half-written.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..files import FileProblem, atomic_output, check_regular
+
+FORMAT = "nasfpn-cache/1"
 
 
 def cache_dir(path: str | Path | None = None) -> Path:
@@ -11,3 +26,61 @@ def cache_dir(path: str | Path | None = None) -> Path:
     root = Path(path or os.environ.get("NASFPN_CACHE") or Path.home() / ".cache" / "nasfpn")
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def tensor_digest(obj: Any) -> str:
+    """SHA-256 of every tensor in a nest of dicts, lists and tuples (names, dtypes, shapes, bytes)."""
+    digest = hashlib.sha256()
+
+    def feed(value: Any, where: str) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{where}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()) if t.numel() else b"")
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                feed(value[key], f"{where}.{key}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                feed(item, f"{where}[{i}]")
+        else:
+            digest.update(f"{where}={value!r}|".encode())
+
+    feed(obj, "")
+    return digest.hexdigest()
+
+
+def save_checked(path: Path, payload: Any) -> None:
+    with atomic_output(path) as tmp:
+        torch.save({"format": FORMAT, "sha256": tensor_digest(payload), "payload": payload}, tmp)
+
+
+def discard(path: Path, what: str, reason: str) -> None:
+    """Report a damaged cache file in one line and remove it, so that it is rebuilt."""
+    print(f"warning: {path}: the cached {what} {reason}; removed, rebuilding it", file=sys.stderr)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def load_checked(path: Path, what: str) -> Optional[Any]:
+    """The payload saved by `save_checked`, or None when there is none or it is damaged."""
+    if not path.exists():
+        return None
+    try:
+        check_regular(path)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileProblem as problem:
+        discard(path, what, problem.reason)
+        return None
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a damaged file
+        discard(path, what, f"does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+        return None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT or "payload" not in saved:
+        discard(path, what, f"is not a {FORMAT} file")
+        return None
+    if tensor_digest(saved["payload"]) != saved.get("sha256"):
+        discard(path, what, "does not match its checksum (damaged)")
+        return None
+    return saved["payload"]

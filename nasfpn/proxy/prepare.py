@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from .budgets import Budget
-from .cache import cache_dir
+from .cache import cache_dir, load_checked, save_checked
 from .data import DetectionData, Split
 from .model import Detector, new_backbone, normalize, plain_laterals
 from .targets import Locations, assign, locations
@@ -100,8 +100,9 @@ def pretrain_backbone(data: DetectionData, budget: Budget, seed: int, device: st
     from .train import fit  # a shared loop; imported here to keep the module graph one-way
 
     path = cache / f"backbone-{_key(data.key, budget.image_size, seed, budget.backbone_steps)}.pt"
-    if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    cached = load_checked(path, "backbone weights")
+    if cached is not None:
+        return cached
     torch.manual_seed(seed)
     genotype = plain_laterals()
     detector = Detector(genotype, len(data.classes), budget.width, budget.head_depth,
@@ -112,9 +113,7 @@ def pretrain_backbone(data: DetectionData, budget: Budget, seed: int, device: st
         lr=budget.lr, warmup=budget.warmup, seed=seed, device=device, train_backbone=True,
         backbone_lr_scale=1.0, desc="pretraining the shared backbone", progress=progress)
     state = {k: v.detach().cpu() for k, v in detector.backbone.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    save_checked(path, state)
     return state
 
 
@@ -137,21 +136,19 @@ def prepare(data: DetectionData, budget: Budget, levels=(3, 4, 5, 6, 7), device:
     locs = locations(budget.image_size, strides, level_ranges(strides))
     targets = split_targets(data.train, locs, len(data.classes))
     state = pretrain_backbone(data, budget, backbone_seed, device, root, progress)
+    backbone_id = fingerprint(state)
     train_feats = val_feats = None
-    if not budget.end_to_end:
-        key = _key(data.key, budget.image_size, backbone_seed, budget.backbone_steps, "features")
+    if not budget.end_to_end:  # features of exactly these weights (a rebuilt backbone may differ)
+        key = _key(data.key, budget.image_size, backbone_id, "features")
         path = root / f"features-{key}.pt"
-        if path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_checked(path, "backbone features")
+        if saved is not None:
             train_feats, val_feats = saved["train"], saved["val"]
         else:
             train_feats = backbone_features(state, data.train, device)
             val_feats = backbone_features(state, data.val, device)
-            tmp = path.with_suffix(".tmp")
-            torch.save({"train": train_feats, "val": val_feats}, tmp)
-            tmp.replace(path)
-    return Prepared(data, budget, locs, targets, state, train_feats, val_feats, backbone_seed,
-                    fingerprint(state))
+            save_checked(path, {"train": train_feats, "val": val_feats})
+    return Prepared(data, budget, locs, targets, state, train_feats, val_feats, backbone_seed, backbone_id)
 
 
 def fingerprint(state: dict[str, torch.Tensor]) -> str:

@@ -8,18 +8,15 @@ build the detector, train neck + head (on cached frozen backbone features, or en
 from __future__ import annotations
 
 import math
-import platform
 import time
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import __version__
 from ..dsl import Genotype
-from .budgets import Budget
+from ..version import versions
 from .cost import count_flops, latency_ms
 from .data import Split
 from .evaluate import coco_ap, coco_detections
@@ -161,18 +158,6 @@ def evaluate(detector: Detector, split: Split, feats: Optional[list[torch.Tensor
     return score(split, classes, predict(detector, split, feats, locs, device, limit))
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "torch": torch.__version__, "nasfpn": __version__,
-           "numpy": np.__version__}
-    for name in ("faster_coco_eval", "pycocotools"):
-        try:
-            module = __import__(name)
-            out[name.replace("_", "-")] = getattr(module, "__version__", "installed")
-        except ImportError:
-            pass
-    return out
-
-
 def measure_cost(detector: Detector, image_size: int, threads: int) -> dict[str, float]:
     """Params, FLOPs of neck and whole model at batch 1, and CPU latency of the whole model."""
     model = detector.to("cpu").eval()
@@ -241,5 +226,5 @@ def run_trial(genotype: Genotype, prepared: Prepared, seed: int = 0, device: str
                     "seed": seed, "backbone_seed": prepared.backbone_seed,
                     "backbone_fingerprint": prepared.backbone_fingerprint, "device": device,
                     "threads": torch.get_num_threads(),
-                    "data": data.name, "data_notes": data.notes, "versions": _versions()})
+                    "data": data.name, "data_notes": data.notes, "versions": versions()})
     return metrics

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..cache import cache_dir
+from ...files import atomic_output, check_regular
+from ..cache import cache_dir, discard
 from .coco import load_coco_dir
 from .dataset import DataError, DetectionData, Split
 from .synthetic import CLASSES, render
@@ -25,13 +25,9 @@ def synthetic_split(seed: int, split: str, n: int, image_size: int, cache: str |
     path = None
     if n >= DISK_CACHE_MIN_IMAGES:
         path = cache_dir(cache) / f"synthetic-s{seed}-{split}-{image_size}px-{n}.npz"
-        if path.exists():
-            with np.load(path, allow_pickle=False) as saved:  # each saved[key] reads the array anew
-                images, all_boxes, all_labels, counts = (saved[k] for k in ("images", "boxes", "labels", "counts"))
-            ends = np.cumsum(counts)
-            starts = ends - counts
-            return _split(torch.from_numpy(images), [all_boxes[a:b].copy() for a, b in zip(starts, ends)],
-                          [all_labels[a:b].copy() for a, b in zip(starts, ends)], image_size)
+        cached = _load_split(path, n, image_size)
+        if cached is not None:
+            return cached
     images, boxes, labels = [], [], []
     for i in range(n):
         img, b, lb = render(seed, split, i, image_size)
@@ -40,11 +36,31 @@ def synthetic_split(seed: int, split: str, n: int, image_size: int, cache: str |
         labels.append(lb)
     out = _split(torch.stack(images), boxes, labels, image_size)
     if path is not None:
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=out.images.numpy(), boxes=np.concatenate(boxes).reshape(-1, 4),
-                 labels=np.concatenate(labels), counts=np.asarray([len(b) for b in boxes]))
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:  # zip members carry CRC-32s
+            np.savez(f, images=out.images.numpy(), boxes=np.concatenate(boxes).reshape(-1, 4),
+                     labels=np.concatenate(labels), counts=np.asarray([len(b) for b in boxes]))
     return out
+
+
+def _load_split(path: Path, n: int, image_size: int) -> Split | None:
+    """The cached split, or None when there is none or it is damaged (then it is removed)."""
+    if not path.exists():
+        return None
+    try:
+        check_regular(path)
+        with np.load(path, allow_pickle=False) as saved:  # each saved[key] reads the array anew
+            images, all_boxes, all_labels, counts = (saved[k] for k in ("images", "boxes", "labels", "counts"))
+    except Exception as exc:  # noqa: BLE001 - a damaged zip fails in many ways (CRC, EOF, format)
+        discard(path, "dataset", f"does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+        return None
+    if (images.shape != (n, 3, image_size, image_size) or images.dtype != np.uint8 or counts.shape != (n,)
+            or int(counts.sum()) != len(all_boxes) or len(all_boxes) != len(all_labels)):
+        discard(path, "dataset", "has the wrong shape for its name")
+        return None
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    return _split(torch.from_numpy(images), [all_boxes[a:b].copy() for a, b in zip(starts, ends)],
+                  [all_labels[a:b].copy() for a, b in zip(starts, ends)], image_size)
 
 
 def _split(images: torch.Tensor, boxes: list, labels: list, image_size: int) -> Split:

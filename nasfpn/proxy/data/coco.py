@@ -16,20 +16,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...files import FileProblem, read_text
 from .dataset import DataError, DetectionData, Split
 
 BOX_TOLERANCE = 1.0  # pixels a box may exceed its image by (rounding in exported annotations)
 
 
 def _load_json(path: Path) -> dict:
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: annotations file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
+    except FileProblem as problem:
+        raise DataError(str(problem)) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid annotations: nested too deeply") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object with images, annotations and categories")
     for key in ("images", "annotations", "categories"):
