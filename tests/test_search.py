@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from nasfpn.cli import main
-from nasfpn.search.runner import connect_ray
+from nasfpn.search.cluster import connect_ray
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = str(ROOT / "search_spaces" / "nasfpn_space.yaml")
@@ -45,7 +45,9 @@ def test_search_writes_every_file_with_baselines(tmp_path, cache_dir):
                  "progress.png", "best_cell.png", "best_genotype.yaml"):
         assert (run / name).exists(), name
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["space"]["path"] == SPACE and len(manifest["space"]["sha256"]) == 64
+    assert manifest["space"]["source"] == SPACE and len(manifest["space"]["sha256"]) == 64
+    assert (run / manifest["space"]["file"]).read_text() == Path(SPACE).read_text()  # the run's own copy
+    assert str(run.resolve()) not in (run / "manifest.json").read_text()  # nothing points into the run
     assert manifest["seeds"]["sampler"] == 1 and "ray" in manifest["versions"] and manifest["command"]
     board = (run / "leaderboard.md").read_text()
     assert "| fpn |" in board or "| fpn " in board
@@ -97,6 +99,7 @@ def test_unreachable_cluster_address_is_one_clear_line(tmp_path, cache_dir, caps
         err = capsys.readouterr().err
         assert rc == 2 and f"127.0.0.1:{port}" in err and "cannot reach" in err and "Traceback" not in err
         assert time.time() - start < 30
+        assert not (tmp_path / "nowhere").exists()  # a start that fails writes nothing
     finally:
         connect_ray(None, 2)
 
@@ -158,3 +161,111 @@ def test_study_persists_to_postgresql(tmp_path, cache_dir, postgres_url):
     assert len([t for t in study.trials if t.state.is_finished()]) >= 2
     manifest = json.loads((tmp_path / "pg" / "manifest.json").read_text())
     assert manifest["storage"].startswith("postgresql")
+
+
+def _secrets_in(folder: Path, *secrets: str) -> list[str]:
+    """Files under `folder` (Tune's pickles and logs included) that hold any of the secrets."""
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and any(secret.encode() in path.read_bytes() for secret in secrets):
+            found.append(str(path.relative_to(folder)))
+    return found
+
+
+def test_no_secret_is_written_and_resume_asks_for_the_storage_again(tmp_path, cache_dir, postgres_url, capsys,
+                                                                     monkeypatch):
+    host = postgres_url.split("@", 1)[1]  # the test server trusts 127.0.0.1: any password connects
+    by_netloc = f"postgresql+psycopg2://nasfpn:Pw-in-netloc-1@{host}"
+    by_query = f"postgresql+psycopg2://nasfpn@{host}?password=Pw-in-query-2"
+    for name, url in (("netloc", by_netloc), ("query", by_query)):
+        assert _search(tmp_path, cache_dir, name, "--space", SPACE, "--trials", "1", "--baselines", "none",
+                       "--storage", url) == 0
+        assert _secrets_in(tmp_path / name, "Pw-in-netloc-1", "Pw-in-query-2") == []
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert manifest["storage"] in (f"postgresql+psycopg2://nasfpn:***@{host}",
+                                       f"postgresql+psycopg2://nasfpn@{host}?password=***")
+        assert any("***" in arg for arg in manifest["command"]) or "--storage" not in manifest["command"]
+    capsys.readouterr()
+    assert main(["search", "--resume", str(tmp_path / "netloc"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NASFPN_STORAGE" in err and "nasfpn:***@" in err
+    monkeypatch.setenv("NASFPN_STORAGE", by_query)  # another URL than the run's: refused
+    assert main(["search", "--resume", str(tmp_path / "netloc"), "--no-progress"]) == 2
+    assert "this run's study lives in" in capsys.readouterr().err
+    monkeypatch.setenv("NASFPN_STORAGE", by_netloc)
+    assert main(["search", "--resume", str(tmp_path / "netloc"), "--no-progress"]) == 0
+    assert _secrets_in(tmp_path / "netloc", "Pw-in-netloc-1") == []
+
+
+def _finished_run(tmp_path, cache_dir, name, trials=2):
+    assert _search(tmp_path, cache_dir, name, "--space", SPACE, "--trials", str(trials), "--baselines", "fpn",
+                   "--no-asha") == 0
+    return tmp_path / name
+
+
+def _study_size(run: Path, name: str) -> int:
+    return len(optuna.load_study(study_name=name, storage=f"sqlite:///{run / 'study.db'}").trials)
+
+
+def test_a_copied_run_directory_resumes_into_its_own_study(tmp_path, cache_dir):
+    original = _finished_run(tmp_path / "a", cache_dir, "orig")
+    copy = tmp_path / "b" / "copy"
+    shutil.copytree(original, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["args"]["trials"] = 3  # one more sampled trial to train
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    before = _study_size(original, "orig")
+    assert main(["search", "--resume", str(copy), "--no-progress"]) == 0
+    assert _study_size(original, "orig") == before  # the original is untouched
+    assert _study_size(copy, "orig") == before + 1    # the copy keeps the study name it started with
+    assert len((copy / "trials.jsonl").read_text().splitlines()) == 4
+    assert len((original / "trials.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_torn_or_garbage_trial_line_is_skipped_and_named(tmp_path, cache_dir, capsys):
+    run = _finished_run(tmp_path, cache_dir, "torn")
+    lines = (run / "trials.jsonl").read_text().splitlines()
+    (run / "trials.jsonl").write_text("\n".join([lines[0], "garbage {", *lines[1:]]) + "\n" + lines[-1][:40])
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: {run / 'trials.jsonl'}:5: the last line is incomplete (the run was killed while "
+                   "writing it); the complete trials are reported",
+                   f"warning: {run / 'trials.jsonl'}: 1 unreadable line(s) skipped (lines 2)"]
+    board = (run / "leaderboard.md").read_text()
+    assert board.startswith("Trials: 3 finished") and "| fpn |" in board
+    assert main(["export", str(run), "--format", "yaml", "--out", str(tmp_path / "best.yaml")]) == 0
+    assert main(["search", "--resume", str(run), "--no-progress"]) == 0  # nothing left: reports again
+
+
+def test_a_damaged_manifest_or_study_is_one_line_naming_the_file(tmp_path, cache_dir, capsys):
+    run = _finished_run(tmp_path, cache_dir, "damaged")
+    good = (run / "manifest.json").read_text()
+    (run / "manifest.json").write_text(good[: len(good) // 2])
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run / 'manifest.json'}: damaged, not valid JSON" in err
+    (run / "manifest.json").write_text(good)
+    (run / "study.db").write_bytes(b"this is not a database" * 100)
+    assert main(["search", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run / 'study.db'}: cannot open the Optuna study" in err
+
+
+def test_a_start_that_fails_writes_nothing_and_the_name_stays_free(tmp_path, cache_dir, capsys):
+    import torch
+
+    failing = [(["--cpus-per-trial", "100"], "--cpus-per-trial 100: no node of the Ray cluster has that many CPUs"),
+               (["--data", f"coco:{tmp_path / 'no-such-coco'}"], "no such directory")]
+    if not torch.cuda.is_available():
+        failing.append((["--gpus-per-trial", "1"], "--gpus-per-trial 1: the Ray cluster has no GPU"))
+    for extra, message in failing:
+        assert _search(tmp_path, cache_dir, "retry", "--space", SPACE, "--trials", "1", *extra) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "retry").exists()
+    assert _search(tmp_path, cache_dir, "../escape", "--space", SPACE) == 2
+    assert "--name '../escape': use letters, digits" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+

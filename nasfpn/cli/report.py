@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .common import UserError
@@ -15,12 +16,15 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..export.report import write_report
-    from ..search.store import read_trials
+    from ..search.store import read_trial_log
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir() or not (run_dir / "manifest.json").exists():
         raise UserError(f"{run_dir}: not a search run directory (no manifest.json)")
-    if not read_trials(run_dir):
+    log = read_trial_log(run_dir)
+    for line in log.warnings():
+        print(f"warning: {line}", file=sys.stderr)
+    if not log.records:
         raise UserError(f"{run_dir}: no finished trials yet")
     files = write_report(run_dir)
     print(files["leaderboard"].read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..dsl import zoo_names
@@ -24,8 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--gpus-per-trial", type=finite_float(0), default=0,
                    help="GPUs per trial; a fraction (0.25) lets small trials share one")
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else embedded Ray)")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "
-                                     "e.g. postgresql://user:pass@host/db")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), e.g. "
+                                     "postgresql://user:pass@host/db; or set $NASFPN_STORAGE, which keeps "
+                                     "a password off the command line (--resume needs it again)")
     p.add_argument("--storage-path", help="Tune storage_path for clusters: shared filesystem or s3://")
     p.add_argument("--name", help="run name (default: SPACE-SAMPLER-TIMESTAMP)")
     p.add_argument("--runs-dir", default="runs")
@@ -44,7 +46,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..export.report import write_report
     from ..search import SearchOptions, run_search
+    from ..search.runner import STORAGE_ENV
 
     if bool(args.space) == bool(args.resume):
         raise UserError("give --space FILE for a new search, or --resume RUN_DIR")
@@ -52,14 +56,17 @@ def run(args) -> int:
     opts = SearchOptions(space=args.space or "", trials=args.trials, budget=args.budget, sampler=args.sampler,
                          objective=args.objective, concurrency=args.concurrency,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         address=args.address, storage=args.storage, storage_path=args.storage_path,
+                         address=args.address, storage=args.storage or os.environ.get(STORAGE_ENV) or None,
+                         storage_path=args.storage_path,
                          name=args.name, runs_dir=args.runs_dir, data=args.data, baselines=baselines,
                          seed=args.seed, trial_seed=args.trial_seed, backbone_seed=args.backbone_seed,
                          asha=not args.no_asha, steps=args.steps, cpus=args.cpus, cache=args.cache,
                          progress=not args.no_progress)
-    run_dir, finished = run_search(opts, resume=Path(args.resume) if args.resume else None)
-    print((run_dir / "leaderboard.md").read_text())
-    print(f"wrote {run_dir}/: leaderboard.md, trials.csv, pareto.png, progress.png, best_cell.png")
+    run_dir, finished = run_search(opts, resume=Path(args.resume) if args.resume else None, report=write_report)
+    board = run_dir / "leaderboard.md"
+    if board.exists():
+        print(board.read_text())
+        print(f"wrote {run_dir}/: leaderboard.md, trials.csv, pareto.png, progress.png, best_cell.png")
     if not finished:
         print(f"the search stopped before its last trial: continue it with\n  nasfpn search --resume {run_dir}")
         return 130

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..dsl import from_yaml, load, to_yaml  # noqa: E402
+from ..files import atomic_output, write_text  # noqa: E402
 from ..search.store import read_trials, trials_frame  # noqa: E402
 from .draw import draw_cell  # noqa: E402
 from .plots import label_points, log_x_axis, merge_close, save_figure  # noqa: E402
@@ -30,7 +31,9 @@ def ranked(records: list[dict]) -> list[dict]:
 
 
 def genotype_of(record: dict):
-    return load(record["name"]) if record["kind"] == "baseline" else from_yaml(record["genotype"])
+    if record["kind"] == "baseline":
+        return load(record["name"])
+    return from_yaml(record["genotype"], source=f"trials.jsonl, trial {record['name']}")
 
 
 def _fmt(value, scale=100.0, digits=1) -> str:
@@ -120,15 +123,16 @@ def write_report(run_dir: Path) -> dict[str, Path]:
     records = read_trials(run_dir)
     out = {"leaderboard": run_dir / "leaderboard.md", "trials": run_dir / "trials.csv",
            "pareto": run_dir / "pareto.png", "progress": run_dir / "progress.png"}
-    out["leaderboard"].write_text(leaderboard(records))
-    trials_frame(records).to_csv(out["trials"], index=False)
+    write_text(out["leaderboard"], leaderboard(records))
+    with atomic_output(out["trials"]) as tmp:
+        trials_frame(records).to_csv(tmp, index=False)
     pareto_plot(records, out["pareto"])
     progress_plot(records, out["progress"])
     best = [r for r in ranked(records) if r["kind"] != "baseline"]
     if best:
         g = genotype_of(best[0])
         out["best_genotype"] = run_dir / "best_genotype.yaml"
-        out["best_genotype"].write_text(to_yaml(g))
+        write_text(out["best_genotype"], to_yaml(g))
         out["best_cell"] = draw_cell(g, run_dir / "best_cell.png",
                                      title=f"best cell {best[0]['name']}: AP {_ap(best[0]) * 100:.1f}")
     return out

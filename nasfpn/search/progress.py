@@ -1,49 +1,36 @@
-"""A Tune callback on the driver: records every finished trial in runs/NAME/trials.jsonl (the
-moment it finishes) and shows live progress: trials done / running / failed, best AP so far
-against the best baseline."""
+"""A Tune callback on the driver that shows live progress: trials done / running / failed, the
+best AP so far against the best baseline. The searcher records every trial; this callback only
+tells it when each one started running (Tune tells callbacks, not searchers)."""
 
 from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 from ray.tune import Callback
 from tqdm import tqdm
 
-from .store import append_trial, read_trials
-
-KEPT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP_rung", "ap_rung", "rung", "neck_params",
-                "model_params", "neck_flops", "model_flops", "latency_ms", "train_seconds",
-                "images_per_second", "early_stopped")
-
-
-def trial_name(config: dict) -> str:
-    return config["neck"] if config.get("kind") == "baseline" else f"t{config.get('number', '?')}"
+from .searcher import trial_name
 
 
 class SearchProgress(Callback):
-    def __init__(self, run_dir: Path, total: int, show: bool = True):
-        self.run_dir = run_dir
-        self.started: dict[str, float] = {}
+    def __init__(self, done: list[dict], total: int, started: dict[str, float], show: bool = True):
+        self.started = started
         self.running: set[str] = set()
-        done = read_trials(run_dir)
-        self.recorded = {r["trial_id"] for r in done}
         self.failed = sum(r["state"] in ("failed", "error") for r in done)
         self.best = {"search": None, "baseline": None}
         for r in done:
-            self._update_best(r)
+            self._update_best(r["kind"], r["state"], (r.get("metrics") or {}).get("AP"), r["name"])
         self.bar = tqdm(total=total, initial=len(done), desc="search", unit="trial", disable=not show,
                         dynamic_ncols=True)
         self._refresh()
 
-    def _update_best(self, record: dict) -> None:
-        ap = (record.get("metrics") or {}).get("AP")
-        if record["state"] != "complete" or ap is None or (isinstance(ap, float) and math.isnan(ap)):
+    def _update_best(self, kind: str, state: str, ap, name: str) -> None:
+        if state != "complete" or ap is None or (isinstance(ap, float) and math.isnan(ap)):
             return
-        kind = "baseline" if record["kind"] == "baseline" else "search"
+        kind = "baseline" if kind == "baseline" else "search"
         if self.best[kind] is None or ap > self.best[kind][0]:
-            self.best[kind] = (ap, record["name"])
+            self.best[kind] = (ap, name)
 
     def _refresh(self) -> None:
         def fmt(best):
@@ -57,41 +44,18 @@ class SearchProgress(Callback):
         self._refresh()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._record(trial, error=None)
+        self._finished(trial, error=False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        message = "the trial's worker failed"
-        error_file = getattr(trial, "error_file", None)
-        if error_file and Path(error_file).exists():
-            lines = Path(error_file).read_text().strip().splitlines()
-            message = lines[-1] if lines else message
-        self._record(trial, error=message)
+        self._finished(trial, error=True)
 
-    def _record(self, trial, error: str | None) -> None:
+    def _finished(self, trial, error: bool) -> None:
         self.running.discard(trial.trial_id)
-        if trial.trial_id in self.recorded:
-            return
-        config, result = trial.config, trial.last_result or {}
-        if error is not None:
-            state = "error"
-        elif result.get("failed"):
-            state, error = "failed", result.get("error")
-        elif result.get("final"):
-            state = "complete"
-        else:
-            state = "pruned"
-        record = {
-            "trial_id": trial.trial_id, "kind": config.get("kind"), "name": trial_name(config),
-            "number": config.get("number"), "key": config.get("key"), "params": config.get("params"),
-            "genotype": config.get("genotype"), "state": state, "error": error or config.get("invalid"),
-            "metrics": {k: result[k] for k in KEPT_METRICS if k in result},
-            "started": self.started.get(trial.trial_id), "ended": time.time(),
-            "duration": result.get("seconds"), "node": result.get("node"), "node_id": result.get("node_id"),
-        }
-        append_trial(self.run_dir, record)
-        self.recorded.add(trial.trial_id)
-        self.failed += state in ("failed", "error")
-        self._update_best(record)
+        result = trial.last_result or {}
+        failed = error or bool(result.get("failed"))
+        self.failed += failed
+        if not failed and result.get("final"):
+            self._update_best(trial.config.get("kind"), "complete", result.get("AP"), trial_name(trial.config))
         self.bar.update(1)
         self._refresh()
 

@@ -1,22 +1,31 @@
 """Run (or resume) a search: Ray Tune drives the NeckSearcher, ASHA stops weak trials early,
-every trial trains on the data and backbone features prepared once on the driver."""
+every trial trains on the data and backbone features prepared once on the driver.
+
+A start that fails (a bad option, an unreachable cluster, resources it lacks, missing data)
+writes nothing under runs/: the run directory is made once everything is ready. Resuming
+reads only JSON (manifest.json, trials.jsonl) and the Optuna study, and starts a new Tune
+experiment for what is left; nothing is unpickled from the run directory.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
+import re
+import shutil
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..dsl import load, load_space, zoo_names
-from .store import read_manifest, read_trials, redact, write_manifest
+from ..files import FileProblem, output_dir
+from .errors import SearchError
+from .store import STUDY_DB, read_manifest, read_trial_log, redact, space_file, write_manifest
 
-
-class SearchError(Exception):
-    """A search that cannot start (bad option, unreachable cluster, existing run): one line, exit 2."""
+STORAGE_ENV = "NASFPN_STORAGE"   # the Optuna storage URL, so that a password need not be typed
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass
@@ -50,60 +59,19 @@ class SearchOptions:
         return [o.strip() for o in self.objective.split(",")]
 
 
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, with one line, when a cluster address does not answer."""
-    if address == "auto" or address.startswith(("ray://", "local")):
-        host_port = address[len("ray://"):] if address.startswith("ray://") else None
-    else:
-        host_port = address
-    if not host_port:
-        return
-    host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit():
-        raise SearchError(f"--address {address}: expected HOST:PORT (or ray://HOST:PORT)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=5):
-            pass
-    except OSError as exc:
-        raise SearchError(f"--address {address}: cannot reach the Ray cluster ({exc.strerror or exc})") from None
-
-
-def connect_ray(address: Optional[str], cpus: Optional[int]) -> str:
-    """Join the cluster at `address` (or $RAY_ADDRESS); else start an embedded single-node Ray
-    bound to 127.0.0.1. Returns a description for the manifest."""
-    import ray
-
-    address = address or os.environ.get("RAY_ADDRESS")
-    if ray.is_initialized():
-        return "already initialized"
-    if address:
-        _check_reachable(address)
-        # `ray start` enables token authentication by default; a driver must then send the token
-        # (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) and say so.
-        has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-                     or (Path.home() / ".ray" / "auth_token").exists())
-        if has_token:
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-        try:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise SearchError(f"--address {address}: cannot join the Ray cluster: {exc}") from None
-        return address
-    # "local": a new instance even where `ray start` (or a crashed run) left one on this machine,
-    # which a plain ray.init() would join, or fail to join once given num_cpus
-    ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
-             _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False)
-    return "embedded"
-
-
-def _storage_url(opts: SearchOptions, run_dir: Path) -> str:
-    return opts.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+_TYPES = {"trials": int, "seed": int, "trial_seed": int, "backbone_seed": int, "concurrency": (int, type(None)),
+          "steps": (int, type(None)), "cpus": (int, type(None)), "cpus_per_trial": (int, float),
+          "gpus_per_trial": (int, float), "asha": bool, "progress": bool, "baselines": list}
 
 
 def _validate(opts: SearchOptions) -> None:
     from .sampling import SAMPLERS
     from .searcher import OBJECTIVES
 
+    for key, kind in _TYPES.items():  # a resumed run's options come from a file
+        value = getattr(opts, key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise SearchError(f"{key.replace('_', '-')}: {value!r} is not a valid value")
     if opts.trials < 1:
         raise SearchError("--trials must be at least 1")
     if opts.sampler not in SAMPLERS:
@@ -113,12 +81,45 @@ def _validate(opts: SearchOptions) -> None:
         raise SearchError(f"--objective {opts.objective}: expected 'ap' or 'ap,flops'")
     if opts.sampler == "nsga2" and len(opts.objectives) < 2:
         raise SearchError("--sampler nsga2 searches several objectives: add --objective ap,flops")
-    if opts.cpus_per_trial <= 0 or opts.gpus_per_trial < 0:
+    if not (opts.cpus_per_trial > 0 and opts.gpus_per_trial >= 0):  # NaN fails both
         raise SearchError("--cpus-per-trial must be positive and --gpus-per-trial not negative")
     if opts.concurrency is not None and opts.concurrency < 1:
         raise SearchError("--concurrency must be at least 1")
     for name in opts.baselines:
         load(name)  # an unknown name is a DSLError naming it
+
+
+def _new_run_dir(opts: SearchOptions) -> Path:
+    name = opts.name or f"{Path(opts.space).stem}-{opts.sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not NAME.fullmatch(name):
+        raise SearchError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder "
+                          "under --runs-dir)")
+    run_dir = Path(opts.runs_dir) / name
+    if (run_dir / "manifest.json").exists():
+        raise SearchError(f"{run_dir} already holds a search: resume it with --resume {run_dir}, "
+                          "or choose another --name")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SearchError(f"{run_dir}: is a file, not a run directory")
+    return run_dir
+
+
+def _resumed(run_dir: Path, given: SearchOptions) -> tuple[SearchOptions, dict]:
+    """The options of a run from its manifest; the storage URL (never saved with its secrets)
+    from --storage or $NASFPN_STORAGE."""
+    if not run_dir.is_dir():
+        raise SearchError(f"{run_dir}: no such run directory")
+    manifest = read_manifest(run_dir)
+    saved = {f.name: manifest["args"][f.name] for f in fields(SearchOptions) if f.name in manifest["args"]}
+    storage = given.storage
+    if saved.get("storage"):
+        if not storage:
+            raise SearchError(f"{run_dir}: its study lives in {saved['storage']}: give that URL again with "
+                              f"--storage, or in ${STORAGE_ENV}, to resume")
+        if redact(storage) != saved["storage"]:
+            raise SearchError(f"--storage {redact(storage)}: this run's study lives in {saved['storage']}")
+    opts = SearchOptions(**{**saved, "space": str(space_file(run_dir, manifest)), "storage": storage,
+                            "address": given.address or saved.get("address"), "progress": given.progress})
+    return opts, manifest
 
 
 def _quiet() -> None:
@@ -132,81 +133,98 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def run_search(opts: SearchOptions, resume: Optional[Path] = None) -> tuple[Path, bool]:
-    """Returns the run directory and whether every trial finished (False after Ctrl-C)."""
+def run_search(opts: SearchOptions, resume: Optional[Path] = None,
+               report: Optional[Callable[[Path], object]] = None) -> tuple[Path, bool]:
+    """Returns the run directory and whether every trial finished (False after Ctrl-C).
+    `report(run_dir)` is called at the end, also when the search was interrupted."""
     _quiet()
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from ..export.report import write_report
     from ..proxy.budgets import get_budget
     from ..proxy.data import load_data
     from ..proxy.prepare import prepare
-    from .progress import SearchProgress
-    from .searcher import NeckSearcher
-    from .trainable import neck_trial
+    from .cluster import check_resources, connect_ray
+    from .searcher import NeckSearcher, work_left
 
     if resume is not None:
-        run_dir = resume
-        if not (run_dir / "manifest.json").exists():
-            raise SearchError(f"{run_dir}: no manifest.json here, so nothing to resume")
-        saved = read_manifest(run_dir)["args"]
-        opts = SearchOptions(**{**saved, "address": opts.address or saved.get("address"),
-                                "storage": opts.storage or saved.get("storage"), "progress": opts.progress})
+        run_dir = Path(resume)
+        opts, manifest = _resumed(run_dir, opts)
+        study_name, run_id = manifest.get("study") or run_dir.name, manifest.get("run_id", "")
     else:
-        name = opts.name or f"{Path(opts.space).stem}-{opts.sampler}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = Path(opts.runs_dir) / name
-        if (run_dir / "manifest.json").exists():
-            raise SearchError(f"{run_dir} already holds a search: resume it with --resume {run_dir}, "
-                              "or choose another --name")
+        run_dir = _new_run_dir(opts)
+        study_name, run_id = run_dir.name, uuid.uuid4().hex
     _validate(opts)
     space = load_space(opts.space)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    storage = _storage_url(opts, run_dir)
-    if resume is None:
-        write_manifest(run_dir, {k: v for k, v in asdict(opts).items() if k != "storage"} |
-                       {"storage": redact(storage) if opts.storage else None}, opts.space, storage)
-
-    cluster = connect_ray(opts.address, opts.cpus)
     budget = get_budget(opts.budget, steps=opts.steps)
-    data = load_data(opts.data, budget.image_size, budget.train_images, budget.val_images,
-                     cache=opts.cache)
-    prepared = prepare(data, budget, levels=space.template["levels"], device="cpu",
-                       backbone_seed=opts.backbone_seed, cache=opts.cache, progress=opts.progress)
+    log = read_trial_log(run_dir)
+    queue, to_sample = work_left(log.records, opts.baselines, opts.trials)
+    prepared = None
+    if queue or to_sample:  # a finished run resumes (reconciles, reports) without Ray or data
+        connect_ray(opts.address, opts.cpus)
+        check_resources(opts.cpus_per_trial, opts.gpus_per_trial)
+        data = load_data(opts.data, budget.image_size, budget.train_images, budget.val_images, cache=opts.cache)
+        prepared = prepare(data, budget, levels=space.template["levels"], device="cpu",
+                           backbone_seed=opts.backbone_seed, cache=opts.cache, progress=opts.progress)
+
+    created = not run_dir.exists()
+    try:
+        output_dir(run_dir)
+        storage = opts.storage or f"sqlite:///{(run_dir / STUDY_DB).resolve()}"
+        searcher = NeckSearcher(space, storage, study_name, sampler=opts.sampler, seed=opts.seed,
+                                objectives=opts.objectives, run_dir=str(run_dir), run_id=run_id,
+                                storage_label=redact(opts.storage) if opts.storage else str(run_dir / STUDY_DB))
+        if resume is None:
+            recorded = asdict(opts) | {"storage": redact(opts.storage) if opts.storage else None}
+            write_manifest(run_dir, recorded, opts.space, study_name, run_id)
+    except (SearchError, FileProblem, OSError, KeyboardInterrupt):
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    try:
+        for line in log.warnings():
+            print(f"warning: {line}", file=sys.stderr)
+        left = searcher.resume(log.records, opts.baselines, opts.trials)
+        if left:
+            _fit(searcher, prepared, opts, log.records, left, run_dir)
+    finally:
+        if report is not None and read_trial_log(run_dir).records:
+            report(run_dir)
+    queue, to_sample = work_left(read_trial_log(run_dir).records, opts.baselines, opts.trials)
+    return run_dir, not queue and (to_sample == 0 or searcher.exhausted)
+
+
+def _fit(searcher, prepared, opts: SearchOptions, records: list[dict], left: int, run_dir: Path) -> None:
+    import ray
+    from ray import tune
+
+    from .asha import RungHalving
+    from .progress import SearchProgress
+    from .trainable import neck_trial
+
     device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
     settings = {"threads": max(1, int(opts.cpus_per_trial)), "device": device, "seed": opts.trial_seed}
     trainable = tune.with_resources(tune.with_parameters(neck_trial, prepared=prepared, settings=settings),
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
-    total = opts.trials + len(opts.baselines)
-    progress = SearchProgress(run_dir, total, show=opts.progress)
+    scheduler = None
+    if opts.asha:
+        scheduler = RungHalving(prepared.budget.evals)
+        for r in records:  # the trials a resumed run holds count at every rung they reached
+            rungs = r.get("rungs") or {}
+            if not rungs and (r.get("metrics") or {}).get("rung") is not None:
+                rungs = {r["metrics"]["rung"]: r["metrics"].get("ap_rung")}
+            scheduler.seed(f"before-{r['trial_id']}", {int(k): v for k, v in rungs.items()})
+    cpus = ray.cluster_resources().get("CPU", 1)
+    concurrency = opts.concurrency or max(1, int(cpus // opts.cpus_per_trial))
+    progress = SearchProgress(records, len(records) + left, started=searcher.started, show=opts.progress)
     storage_path = opts.storage_path or str(run_dir.resolve())
-    tune_path = f"{storage_path.rstrip('/')}/tune"
     try:
-        if resume is not None and tune.Tuner.can_restore(tune_path):
-            tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True,
-                                       resume_errored=True)
-            # callbacks are not part of the saved state
-            tuner._local_tuner._run_config.callbacks = [progress]
-        else:
-            scheduler = (ASHAScheduler(time_attr="rung", metric="ap_rung", mode="max", max_t=budget.evals,
-                                       grace_period=1, reduction_factor=2) if opts.asha else None)
-            searcher = NeckSearcher(space, storage, study_name=run_dir.name, sampler=opts.sampler, seed=opts.seed,
-                                    objectives=opts.objectives, baselines=list(opts.baselines),
-                                    run_dir=str(run_dir.resolve()))
-            cpus = ray.cluster_resources().get("CPU", 1)
-            concurrency = opts.concurrency or max(1, int(cpus // opts.cpus_per_trial))
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=total,
-                                            max_concurrent_trials=concurrency,
-                                            # a new actor per trial re-imports torch: ~2 s a trial
-                                            reuse_actors=True,
-                                            trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
-                run_config=tune.RunConfig(name="tune", storage_path=storage_path, callbacks=[progress],
-                                          verbose=0, failure_config=tune.FailureConfig(max_failures=2)))
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=left,
+                                        max_concurrent_trials=concurrency,
+                                        # a new actor per trial re-imports torch: ~2 s a trial
+                                        reuse_actors=True,
+                                        trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+            run_config=tune.RunConfig(name="tune", storage_path=storage_path, callbacks=[progress],
+                                      verbose=0, failure_config=tune.FailureConfig(max_failures=2)))
         tuner.fit()
     finally:
         progress.bar.close()
-        write_report(run_dir)
-    return run_dir, len(read_trials(run_dir)) >= total

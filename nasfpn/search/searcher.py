@@ -3,7 +3,8 @@
 Why not Ray's OptunaSearch: it pickles the whole study (an SQL engine included) into Tune's
 checkpoints, tells Optuna an early-stopped trial COMPLETE with its low-rung score, and knows
 nothing of graph identity. This searcher keeps the study in its Optuna storage (SQLite or any
-SQLAlchemy URL) and saves only plain bookkeeping, so `--resume` reopens the same study.
+SQLAlchemy URL) and nothing else: a resumed search rebuilds its state from the study and
+trials.jsonl (`resume`), never from a pickle.
 
 What Optuna is told:
 - a finished trial: COMPLETE with its final AP (and neck FLOPs for `--objective ap,flops`);
@@ -13,59 +14,100 @@ What Optuna is told:
 - a point whose graph equals one already trained (`graph_key`) is not trained again: it gets the
   earlier trial's outcome (or waits for it, if that trial is still running) and is logged in
   duplicates.jsonl.
+
+Every finished trial is first appended to trials.jsonl, then told to Optuna: a search killed in
+between holds the record, and resuming tells the study from it. A trial the study holds as
+RUNNING with no record was interrupted: resuming marks it FAIL and asks for its point again.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import optuna
 from ray.tune.search import Searcher
 
 from ..build.plan import graph_key
 from ..dsl import DSLError, SearchSpace, to_yaml
+from .errors import SearchError
 from .sampling import make_sampler, sample_genotype
+from .store import DUPLICATES, append_line, append_trial, redact
 
 OBJECTIVES = {"ap": ("AP", "maximize"), "flops": ("neck_flops", "minimize")}
 MAX_DUPLICATE_ASKS = 50  # asks per suggest before calling the space exhausted
+KEPT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP_rung", "ap_rung", "rung", "neck_params",
+                "model_params", "neck_flops", "model_flops", "latency_ms", "train_seconds",
+                "images_per_second", "early_stopped")
+State = optuna.trial.TrialState
+
+
+def open_study(storage: str, study_name: str, directions: list[str], where: str) -> optuna.Study:
+    """The run's study, created on first use; a storage that cannot be opened is one line."""
+    try:
+        return optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                                   directions=directions)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy, the database drivers and Optuna raise many kinds
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SearchError(f"{where}: cannot open the Optuna study '{study_name}' ({detail[:200]}); "
+                          "if the file is damaged, restore it from a copy of the run directory") from None
+
+
+def trial_name(config: dict) -> str:
+    return config["neck"] if config.get("kind") == "baseline" else f"t{config.get('number', '?')}"
 
 
 class NeckSearcher(Searcher):
     def __init__(self, space: SearchSpace, storage: str, study_name: str, sampler: str, seed: int,
-                 objectives: list[str], baselines: list[str], run_dir: str):
+                 objectives: list[str], run_dir: str, run_id: str = "", storage_label: Optional[str] = None):
         super().__init__(metric="ap_rung", mode="max")
         self.space = space
-        self.storage = storage
+        self.storage = storage                       # may hold a password: never saved (__getstate__)
         self.study_name = study_name
         self.sampler_name = sampler
         self.seed = seed
         self.objectives = objectives
-        self.run_dir = run_dir
-        self.queue = list(baselines)
-        self.trials: dict[str, dict] = {}          # Tune trial id -> config we gave it
-        self.outcomes: dict[str, tuple] = {}       # graph key -> (state name, values)
-        self.running: dict[str, str] = {}          # graph key -> Tune trial id
-        self.waiting: dict[str, list[int]] = {}    # graph key -> Optuna numbers of duplicates
-        self.internal_ids: dict[int, int] = {}     # Optuna number -> storage trial id
-        self._study: Optional[optuna.Study] = None
+        self.run_dir = Path(run_dir)
+        self.run_id = run_id                         # marks the study's trials this run asked for
+        self.exhausted = False                       # every point asked for was a trained graph
+        self.queue: list[str] = []                   # baselines still to run
+        self.to_sample = 0                           # sampled trials still to hand out
+        self.trials: dict[str, dict] = {}            # Tune trial id -> config we gave it
+        self.started: dict[str, float] = {}          # Tune trial id -> when it began running
+        self.rungs: dict[str, dict[int, float]] = {}  # Tune trial id -> AP at each rung it reached
+        self.outcomes: dict[str, tuple] = {}         # graph key -> (state name, values)
+        self.running: dict[str, str] = {}            # graph key -> Tune trial id
+        self.waiting: dict[str, list[int]] = {}      # graph key -> Optuna numbers of duplicates
+        self.live: dict[int, optuna.Trial] = {}      # Optuna number -> trial asked by this process
+        directions = [OBJECTIVES[o][1] for o in objectives]
+        self.study = open_study(storage, study_name, directions, storage_label or redact(storage))
+        # A resumed study continues from a sampler seeded past its history: re-seeding with the
+        # first seed would replay the startup points it already tried.
+        self.study.sampler = make_sampler(sampler, seed + len(self.study.trials), len(directions))
 
-    # -- the study, opened lazily (after a restore too)
-    @property
-    def study(self) -> optuna.Study:
-        if self._study is None:
-            directions = [OBJECTIVES[o][1] for o in self.objectives]
-            study = optuna.create_study(storage=self.storage, study_name=self.study_name, load_if_exists=True,
-                                        directions=directions)
-            # A resumed study continues from a sampler seeded past its history: re-seeding with the
-            # first seed would replay the startup points it already tried.
-            study.sampler = make_sampler(self.sampler_name, self.seed + len(study.trials), len(directions))
-            self._study = study
-        return self._study
+    # -- what is left to do, from what the run holds
+    def resume(self, records: list[dict], baselines: list[str], trials: int) -> int:
+        """Reconcile the study with the trial records, queue what is left; return how many Tune
+        trials that is."""
+        self.queue, self.to_sample = work_left(records, baselines, trials)
+        searched = [r for r in records if r["kind"] == "search" and r.get("number") is not None]
+        by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        for record in searched:
+            outcome = _outcome_of(record, self.objectives)
+            frozen = by_number.get(record["number"])
+            if frozen is not None and frozen.state == State.RUNNING:
+                self._tell(record["number"], *outcome)  # killed between the record and the tell
+            if record.get("key") and record["state"] != "error":
+                self.outcomes[record["key"]] = outcome
+        recorded = {r["number"] for r in searched}
+        for frozen in self.study.get_trials(deepcopy=False, states=(State.RUNNING,)):
+            ours = frozen.user_attrs.get("nasfpn_run", self.run_id) == self.run_id
+            if ours and frozen.number not in recorded:  # interrupted: its point is tried again first
+                self._tell(frozen.number, "FAIL", None)
+                self.study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number})
+        return len(self.queue) + self.to_sample
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -74,20 +116,28 @@ class NeckSearcher(Searcher):
     def suggest(self, trial_id: str) -> Optional[dict]:
         if trial_id in self.trials:
             return self.trials[trial_id]
+        config = self._next_config()
+        if config is None:
+            return Searcher.FINISHED
+        self.trials[trial_id] = config
+        if config.get("key"):
+            self.running[config["key"]] = trial_id
+        return config
+
+    def _next_config(self) -> Optional[dict]:
         if self.queue:
-            config = {"kind": "baseline", "neck": self.queue.pop(0)}
-            self.trials[trial_id] = config
-            return config
+            return {"kind": "baseline", "neck": self.queue.pop(0)}
+        if self.to_sample <= 0:
+            return None
         for _ in range(MAX_DUPLICATE_ASKS):
             trial = self.study.ask()
-            self.internal_ids[trial.number] = trial._trial_id
+            trial.set_user_attr("nasfpn_run", self.run_id)
+            self.live[trial.number] = trial
             try:
                 genotype = sample_genotype(self.space, trial)
             except DSLError as err:
-                config = {"kind": "search", "number": trial.number, "params": dict(trial.params),
-                          "invalid": str(err)}
-                self.trials[trial_id] = config
-                return config
+                self.to_sample -= 1
+                return {"kind": "search", "number": trial.number, "params": dict(trial.params), "invalid": str(err)}
             genotype = replace(genotype, name=f"{self.space.name}-t{trial.number}")
             key = graph_key(genotype)
             if key in self.outcomes:
@@ -98,77 +148,101 @@ class NeckSearcher(Searcher):
                 self.waiting.setdefault(key, []).append(trial.number)
                 self._log_duplicate(trial, key, "waits for the running trial with the same graph")
                 continue
-            config = {"kind": "search", "number": trial.number, "params": dict(trial.params),
-                      "key": key, "genotype": to_yaml(genotype)}
-            self.running[key] = trial_id
-            self.trials[trial_id] = config
-            return config
-        return Searcher.FINISHED  # every point asked for is a graph already trained
+            self.to_sample -= 1
+            return {"kind": "search", "number": trial.number, "params": dict(trial.params),
+                    "key": key, "genotype": to_yaml(genotype)}
+        self.exhausted = True  # every point asked for is a graph already trained
+        return None
 
     # -- Tune reports
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         config = self.trials.get(trial_id)
-        if (config is None or config["kind"] != "search" or result.get("final") or len(self.objectives) > 1
-                or result.get("ap_rung") is None):
+        if config is None or result.get("ap_rung") is None or result.get("rung") is None:
             return
-        trial = optuna.Trial(self.study, self.internal_ids[config["number"]])
-        trial.report(float(result["ap_rung"]), step=int(result["rung"]))
+        self.rungs.setdefault(trial_id, {})[int(result["rung"])] = float(result["ap_rung"])
+        if config["kind"] != "search" or result.get("final") or len(self.objectives) > 1:
+            return
+        trial = self.live.get(config["number"])
+        if trial is not None:
+            try:
+                trial.report(float(result["ap_rung"]), step=int(result["rung"]))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         config = self.trials.get(trial_id)
-        if config is None or config["kind"] != "search":
+        if config is None or (not error and not result):
+            return  # stopped before it ran: not finished, the study keeps it RUNNING for a resume
+        record = self._record(trial_id, config, result or {}, error)
+        append_trial(self.run_dir, record)
+        if config["kind"] != "search":
             return
-        if error or not result or result.get("failed") or "invalid" in config:
-            outcome: tuple = ("FAIL", None)
-        elif not result.get("final"):
-            outcome = ("PRUNED", None)
-        else:
-            outcome = ("COMPLETE", [float(result[OBJECTIVES[o][0]]) for o in self.objectives])
+        outcome = _outcome_of(record, self.objectives)
         self._tell(config["number"], *outcome)
         key = config.get("key")
         if key is not None:
             self.running.pop(key, None)
-            if outcome[0] != "FAIL" or not error:  # a lost worker is not the graph's fault
+            if not error:  # a lost worker is not the graph's fault
                 self.outcomes[key] = outcome
             for number in self.waiting.pop(key, []):
                 self._tell(number, *outcome)
 
+    def _record(self, trial_id: str, config: dict, result: dict, error: bool) -> dict:
+        if error:
+            state, message = "error", (f"the trial's worker died (out of memory, or its node was lost); "
+                                       f"Tune's error.txt of trial {trial_id} says more")
+        elif result.get("failed") or "invalid" in config:
+            state, message = "failed", result.get("error") or config.get("invalid")
+        else:
+            state, message = ("complete" if result.get("final") else "pruned"), None
+        return {
+            "trial_id": trial_id, "kind": config["kind"], "name": trial_name(config),
+            "number": config.get("number"), "key": config.get("key"), "params": config.get("params"),
+            "genotype": config.get("genotype"), "state": state, "error": message,
+            "metrics": {k: result[k] for k in KEPT_METRICS if k in result},
+            "rungs": {str(k): v for k, v in sorted(self._rungs_of(trial_id, result).items())},
+            "started": self.started.get(trial_id), "ended": time.time(), "duration": result.get("seconds"),
+            "node": result.get("node"), "node_id": result.get("node_id"),
+        }
+
+    def _rungs_of(self, trial_id: str, result: dict) -> dict[int, float]:
+        """AP at each rung reached; the last one too (Tune does not pass on a result that made
+        the scheduler stop the trial)."""
+        rungs = dict(self.rungs.get(trial_id, {}))
+        if result.get("rung") is not None and result.get("ap_rung") is not None:
+            rungs[int(result["rung"])] = float(result["ap_rung"])
+        return rungs
+
     def _tell(self, number: int, state: str, values: Optional[list[float]]) -> None:
-        try:
-            if state == "COMPLETE":
-                self.study.tell(number, values)
-            else:
-                self.study.tell(number, state=getattr(optuna.trial.TrialState, state))
-        except RuntimeError as exc:  # already finished (e.g. told before an interruption)
-            if "finished" not in str(exc):
-                raise
+        if state == "COMPLETE":
+            self.study.tell(number, values, skip_if_finished=True)
+        else:
+            self.study.tell(number, state=getattr(State, state), skip_if_finished=True)
+        self.live.pop(number, None)
 
     def _log_duplicate(self, trial: optuna.Trial, key: str, what: str) -> None:
-        line = {"number": trial.number, "key": key, "what": what, "params": dict(trial.params),
-                "time": time.time()}
-        with (Path(self.run_dir) / "duplicates.jsonl").open("a") as f:
-            f.write(json.dumps(line) + "\n")
+        append_line(self.run_dir / DUPLICATES, {"number": trial.number, "key": key, "what": what,
+                                                "params": dict(trial.params), "time": time.time()})
 
-    # -- Tune checkpoints the searcher: plain data only; the study lives in its storage
+    # -- Tune pickles its searcher into its own files: the study and the storage URL stay out
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_study"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("study", "storage", "live")}
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._study = None
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__getstate__(), f)
+def work_left(records: list[dict], baselines: list[str], trials: int) -> tuple[list[str], int]:
+    """The baselines a run still has to train, and how many sampled trials (a baseline whose
+    worker died is trained again; a sampled trial is done once Optuna was told its outcome)."""
+    done = {r["name"] for r in records if r["kind"] == "baseline" and r["state"] != "error"}
+    searched = sum(r["kind"] == "search" and r.get("number") is not None for r in records)
+    return [b for b in baselines if b not in done], max(0, trials - searched)
 
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            state: dict[str, Any] = pickle.load(f)
-        self.__dict__.update(state)
-        self._study = None
-        # Trials asked but never handed to Tune (the process died in between) would stay RUNNING.
-        handed = {c["number"] for c in self.trials.values() if c["kind"] == "search"}
-        handed |= {n for ns in self.waiting.values() for n in ns}
-        for frozen in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if frozen.number not in handed:
-                self._tell(frozen.number, "FAIL", None)
+
+def _outcome_of(record: dict, objectives: list[str]) -> tuple:
+    """What Optuna is told of a recorded trial."""
+    if record["state"] == "pruned":
+        return ("PRUNED", None)
+    metrics = record.get("metrics") or {}
+    values = [metrics.get(OBJECTIVES[o][0]) for o in objectives]
+    if record["state"] != "complete" or any(v is None for v in values):
+        return ("FAIL", None)
+    return ("COMPLETE", [float(v) for v in values])

@@ -1,10 +1,14 @@
-"""The runs/NAME/ store of a search.
+"""The runs/NAME/ store of a search. The project's own state here is JSON, and its paths are
+relative to the run directory, so a run directory can be copied, moved and resumed elsewhere.
 
-    manifest.json      command line, arguments, space file and its hash, seeds, versions, git revision
+    manifest.json      command line and arguments (secrets redacted), space file and its hash,
+                       study name, seeds, versions, git revision
+    space.yaml         the search space as it was when the search started
     study.db           the Optuna study (SQLite, unless --storage names another database)
-    tune/              Ray Tune's experiment state (what --resume restores)
-    trials.jsonl       one line per finished trial, appended as it finishes (the results of record)
+    trials.jsonl       one line per finished trial, appended and flushed as it finishes: the results
+                       of record, which --resume and report read
     duplicates.jsonl   points whose graph was already trained, and what they reused
+    tune/              Ray Tune's own files (per-trial results; its pickles are never loaded back)
     leaderboard.md, trials.csv, pareto.png, progress.png, best_cell.png, best_genotype.yaml
 """
 
@@ -14,29 +18,62 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pandas as pd
 
-from .. import __version__
+from ..files import FileProblem, read_text, write_text
+from ..version import versions
+from .errors import SearchError
 
 TRIALS = "trials.jsonl"
 MANIFEST = "manifest.json"
+SPACE = "space.yaml"
+STUDY_DB = "study.db"
+DUPLICATES = "duplicates.jsonl"
+MANIFEST_FORMAT = "nasfpn-run/1"
+STATES = ("complete", "pruned", "failed", "error")
+SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key", re.I)
+MAX_RUN_FILE_BYTES = 1 << 30
 
 
+# ----------------------------------------------------------------------------- secrets
 def redact(url: str) -> str:
-    """A storage URL without its password, for files and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """A URL without its secrets (a password in it, a password/token/key query parameter); the
+    rest of it exactly as given."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    base, mark, query = url.partition("?")
+    if password:
+        scheme, sep, rest = base.partition("://")
+        base = scheme + sep + rest.replace(f":{password}@", ":***@", 1)
+    if mark:
+        pairs = [(k, "***" if SECRET_PARAM.search(k) else v) for k, v in parse_qsl(query, keep_blank_values=True)]
+        query = urlencode(pairs, safe="*")
+    return base + mark + query
 
 
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line as it may be written down: every URL in it redacted."""
+    out = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if eq and flag.startswith("--") and "://" in value:
+            out.append(f"{flag}={redact(value)}")
+        else:
+            out.append(redact(arg) if "://" in arg else arg)
+    return out
+
+
+# ----------------------------------------------------------------------------- the manifest
 def _git_revision() -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:
@@ -49,58 +86,139 @@ def _git_revision() -> str | None:
         return None
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "nasfpn": __version__}
-    for name in ("torch", "ray", "optuna", "pandas", "numpy", "faster_coco_eval"):
-        try:
-            out[name] = getattr(__import__(name), "__version__", "installed")
-        except ImportError:
-            pass
-    return out
-
-
-def write_manifest(run_dir: Path, args: dict, space_path: str, storage: str) -> dict:
+def write_manifest(run_dir: Path, args: dict, space_path: str, study_name: str, run_id: str) -> dict:
+    """manifest.json and the copy of the space it names; `args` must hold no secret."""
+    space_text = read_text(space_path)
+    write_text(run_dir / SPACE, space_text)
     manifest = {
+        "format": MANIFEST_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "command": redact_argv([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "args": args,
-        "space": {"path": str(space_path), "sha256": hashlib.sha256(Path(space_path).read_bytes()).hexdigest()},
-        "storage": redact(storage),
+        "space": {"file": SPACE, "source": str(space_path),
+                  "sha256": hashlib.sha256(space_text.encode("utf-8")).hexdigest()},
+        "study": study_name,
+        "run_id": run_id,
+        "storage": args.get("storage") or f"sqlite: {STUDY_DB} in this folder",
         "seeds": {"sampler": args["seed"], "trials": args["trial_seed"], "backbone": args["backbone_seed"]},
         "versions": versions(),
         "git": _git_revision(),
         "host": platform.node(),
     }
-    path = run_dir / MANIFEST
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(run_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
 def read_manifest(run_dir: Path) -> dict:
-    return json.loads((run_dir / MANIFEST).read_text())
+    """The manifest, checked on open; a missing or damaged one is a SearchError saying what to do."""
+    path = run_dir / MANIFEST
+    if not path.exists():
+        raise SearchError(f"{run_dir}: not a search run directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(read_text(path, MAX_RUN_FILE_BYTES))
+    except FileProblem as problem:
+        raise SearchError(str(problem)) from None
+    except (ValueError, RecursionError) as exc:
+        raise SearchError(f"{path}: damaged, not valid JSON ({exc}); restore it from a copy of the run "
+                          "directory, or start a new search with another --name") from None
+    missing = [k for k in ("args", "space") if not isinstance(manifest, dict) or not isinstance(manifest.get(k), dict)]
+    if missing:
+        raise SearchError(f"{path}: damaged: '{missing[0]}' is missing; restore it from a copy of the run "
+                          "directory, or start a new search with another --name")
+    return manifest
 
 
-def append_trial(run_dir: Path, record: dict) -> None:
-    """Append one finished trial and flush it to disk before anything else happens."""
-    with (run_dir / TRIALS).open("a") as f:
-        f.write(json.dumps(record, default=str, allow_nan=True) + "\n")
+def space_file(run_dir: Path, manifest: dict) -> Path:
+    """The run's own copy of its space (runs from before it kept one: the original, if unchanged)."""
+    space = manifest["space"]
+    path = run_dir / space.get("file", SPACE)
+    if not path.exists():
+        path = Path(space.get("path", ""))
+    try:
+        text = read_text(path)
+    except FileProblem as problem:
+        raise SearchError(f"{run_dir}: the search space of this run is missing ({problem})") from None
+    if space.get("sha256") and hashlib.sha256(text.encode("utf-8")).hexdigest() != space["sha256"]:
+        raise SearchError(f"{path}: the search space differs from the one this run started with "
+                          f"(SHA-256 in {run_dir / MANIFEST}); restore it to resume")
+    return path
+
+
+# ----------------------------------------------------------------------------- trials
+def append_line(path: Path, record: dict) -> None:
+    """Append one JSON line and flush it to disk before anything else happens. A torn last line
+    (a run killed while writing) is closed off first, so it never swallows the new record."""
+    with open(path, "ab+") as f:
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write((json.dumps(record, default=str, allow_nan=True) + "\n").encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
 
 
-def read_trials(run_dir: Path) -> list[dict]:
-    """Finished trials; the last record wins when a trial was recorded twice (a resumed run)."""
+def append_trial(run_dir: Path, record: dict) -> None:
+    append_line(run_dir / TRIALS, record)
+
+
+def _valid(record) -> bool:
+    return (isinstance(record, dict) and isinstance(record.get("trial_id"), str)
+            and record.get("kind") in ("baseline", "search") and isinstance(record.get("name"), str)
+            and record.get("state") in STATES and isinstance(record.get("metrics") or {}, dict))
+
+
+@dataclass
+class TrialLog:
+    """The finished trials of a run, and the lines of trials.jsonl that could not be read."""
+
+    records: list[dict]
+    path: Path
+    unreadable: list[int] = field(default_factory=list)   # line numbers
+    torn_last: bool = False                                 # the last line is cut (a killed write)
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.torn_last:
+            out.append(f"{self.path}:{self.unreadable[-1]}: the last line is incomplete (the run was killed "
+                       "while writing it); the complete trials are reported")
+        others = self.unreadable[:-1] if self.torn_last else self.unreadable
+        if others:
+            out.append(f"{self.path}: {len(others)} unreadable line(s) skipped (lines "
+                       f"{', '.join(map(str, others[:10]))})")
+        return out
+
+
+def read_trial_log(run_dir: Path) -> TrialLog:
+    """Finished trials, in finishing order; the last record wins when a trial was recorded twice."""
     path = run_dir / TRIALS
     if not path.exists():
-        return []
+        return TrialLog([], path)
+    try:
+        data = read_text(path, MAX_RUN_FILE_BYTES, "MAX_RUN_FILE_BYTES")
+    except FileProblem as problem:
+        raise SearchError(str(problem)) from None
     records: dict[str, dict] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
+    unreadable = []
+    lines = data.split("\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
             record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = None
+        if _valid(record):
             records[record["trial_id"]] = record
-    return sorted(records.values(), key=lambda r: r.get("ended", 0))
+        else:
+            unreadable.append(number)
+    torn = bool(unreadable) and unreadable[-1] == len(lines) and not data.endswith("\n")
+    ordered = sorted(records.values(), key=lambda r: r.get("ended") or 0)
+    return TrialLog(ordered, path, unreadable, torn)
+
+
+def read_trials(run_dir: Path) -> list[dict]:
+    return read_trial_log(run_dir).records
 
 
 def trial_seconds(record: dict) -> float | None:

@@ -1,0 +1,6 @@
+"""The one error a search reports to its user."""
+
+
+class SearchError(Exception):
+    """A search that cannot start or resume (a bad option, an unreachable cluster, resources the
+    cluster lacks, an existing or damaged run directory): one line, exit code 2."""

@@ -1,0 +1,63 @@
+"""The runs/NAME/ store on its own: what a secret looks like once written down, the trial log
+read line by line (torn and garbage lines named, never fatal), appends after a torn line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nasfpn.search.store import append_trial, read_trial_log, redact, redact_argv
+
+
+@pytest.mark.parametrize("url, written", [
+    ("postgresql://nasfpn:s3cret@db.internal:5432/nasfpn", "postgresql://nasfpn:***@db.internal:5432/nasfpn"),
+    ("postgresql+psycopg2://u@h/db?password=s3cret&sslmode=require",
+     "postgresql+psycopg2://u@h/db?password=***&sslmode=require"),
+    ("mysql://u@h/db?api_token=abc&secret_key=def", "mysql://u@h/db?api_token=***&secret_key=***"),
+    ("sqlite:////home/me/runs/x/study.db", "sqlite:////home/me/runs/x/study.db"),
+    ("postgresql://u@h/db", "postgresql://u@h/db"),
+])
+def test_redact_removes_every_secret_and_nothing_else(url, written):
+    assert redact(url) == written
+
+
+def test_a_command_line_is_written_down_redacted():
+    argv = ["nasfpn", "search", "--storage", "postgresql://u:pw1@h/db", "--storage=postgresql://u:pw2@h/db",
+            "--name", "x"]
+    assert redact_argv(argv) == ["nasfpn", "search", "--storage", "postgresql://u:***@h/db",
+                                 "--storage=postgresql://u:***@h/db", "--name", "x"]
+
+
+def _record(i, **extra):
+    return {"trial_id": f"id{i}", "kind": "search", "name": f"t{i}", "number": i, "state": "complete",
+            "metrics": {"AP": 0.1 * i}, "ended": float(i), **extra}
+
+
+def test_the_trial_log_skips_and_names_what_it_cannot_read(tmp_path):
+    lines = [json.dumps(_record(0)), "not json", json.dumps({"trial_id": 3}), json.dumps(_record(1)),
+             json.dumps(_record(2))[:30]]
+    (tmp_path / "trials.jsonl").write_text("\n".join(lines))
+    log = read_trial_log(tmp_path)
+    assert [r["name"] for r in log.records] == ["t0", "t1"]
+    assert log.unreadable == [2, 3, 5] and log.torn_last
+    assert log.warnings() == [f"{tmp_path / 'trials.jsonl'}:5: the last line is incomplete (the run was killed "
+                              "while writing it); the complete trials are reported",
+                              f"{tmp_path / 'trials.jsonl'}: 2 unreadable line(s) skipped (lines 2, 3)"]
+
+
+def test_an_append_after_a_torn_line_starts_a_line_of_its_own(tmp_path):
+    append_trial(tmp_path, _record(0))
+    with open(tmp_path / "trials.jsonl", "a") as f:
+        f.write('{"trial_id": "id1", "kind": "sea')  # killed mid-write
+    append_trial(tmp_path, _record(2))
+    log = read_trial_log(tmp_path)
+    assert [r["name"] for r in log.records] == ["t0", "t2"]
+    assert log.unreadable == [2] and not log.torn_last
+
+
+def test_the_last_record_of_a_trial_wins_and_order_is_by_end(tmp_path):
+    for record in (_record(1), _record(0), _record(1, state="pruned", ended=5.0)):
+        append_trial(tmp_path, record)
+    assert [(r["name"], r["state"]) for r in read_trial_log(tmp_path).records] == [("t0", "complete"),
+                                                                                   ("t1", "pruned")]
