@@ -35,29 +35,30 @@ def _record(i, **extra):
 
 
 def test_the_trial_log_skips_and_names_what_it_cannot_read(tmp_path):
-    lines = [json.dumps(_record(0)), "not json", json.dumps({"trial_id": 3}), json.dumps(_record(1)),
-             json.dumps(_record(2))[:30]]
+    lines = [json.dumps(_record(0, genotype="g")), "not json", json.dumps({"trial_id": 3}),
+             json.dumps(_record(1, genotype="g")), json.dumps(_record(3)),  # complete, but no genotype
+             json.dumps(_record(4, genotype="g", metrics={"AP": "high"})), json.dumps(_record(2))[:30]]
     (tmp_path / "trials.jsonl").write_text("\n".join(lines))
     log = read_trial_log(tmp_path)
     assert [r["name"] for r in log.records] == ["t0", "t1"]
-    assert log.unreadable == [2, 3, 5] and log.torn_last
-    assert log.warnings() == [f"{tmp_path / 'trials.jsonl'}:5: the last line is incomplete (the run was killed "
+    assert log.unreadable == [2, 3, 5, 6, 7] and log.torn_last
+    assert log.warnings() == [f"{tmp_path / 'trials.jsonl'}:7: the last line is incomplete (the run was killed "
                               "while writing it); the complete trials are reported",
-                              f"{tmp_path / 'trials.jsonl'}: 2 unreadable line(s) skipped (lines 2, 3)"]
+                              f"{tmp_path / 'trials.jsonl'}: 4 unreadable line(s) skipped (lines 2, 3, 5, 6)"]
 
 
 def test_an_append_after_a_torn_line_starts_a_line_of_its_own(tmp_path):
-    append_trial(tmp_path, _record(0))
+    append_trial(tmp_path, _record(0, state="pruned"))
     with open(tmp_path / "trials.jsonl", "a") as f:
         f.write('{"trial_id": "id1", "kind": "sea')  # killed mid-write
-    append_trial(tmp_path, _record(2))
+    append_trial(tmp_path, _record(2, state="failed"))
     log = read_trial_log(tmp_path)
     assert [r["name"] for r in log.records] == ["t0", "t2"]
     assert log.unreadable == [2] and not log.torn_last
 
 
 def test_the_last_record_of_a_trial_wins_and_order_is_by_end(tmp_path):
-    for record in (_record(1), _record(0), _record(1, state="pruned", ended=5.0)):
+    for record in (_record(1, state="failed"), _record(0, state="pruned"), _record(1, state="pruned", ended=5.0)):
         append_trial(tmp_path, record)
-    assert [(r["name"], r["state"]) for r in read_trial_log(tmp_path).records] == [("t0", "complete"),
+    assert [(r["name"], r["state"]) for r in read_trial_log(tmp_path).records] == [("t0", "pruned"),
                                                                                    ("t1", "pruned")]

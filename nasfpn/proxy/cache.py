@@ -12,13 +12,14 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
 from ..files import FileProblem, atomic_output, check_regular
 
 FORMAT = "nasfpn-cache/1"
+T = TypeVar("T")
 
 
 def cache_dir(path: str | Path | None = None) -> Path:
@@ -64,23 +65,38 @@ def discard(path: Path, what: str, reason: str) -> None:
         pass
 
 
-def load_checked(path: Path, what: str) -> Optional[Any]:
-    """The payload saved by `save_checked`, or None when there is none or it is damaged."""
+def read_cache(path: Path, what: str, load: Callable[[Path], T],
+               problem: Callable[[T], Optional[str]]) -> Optional[T]:
+    """`load(path)`, or None when there is no such file or it is damaged: it does not load, or
+    `problem` finds something wrong with what it holds (then it is reported and removed)."""
     if not path.exists():
         return None
     try:
         check_regular(path)
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileProblem as problem:
-        discard(path, what, problem.reason)
+        loaded = load(path)
+    except FileProblem as err:
+        discard(path, what, err.reason)
         return None
-    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a damaged file
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails its reader in many ways
         discard(path, what, f"does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
         return None
+    wrong = problem(loaded)
+    if wrong:
+        discard(path, what, wrong)
+        return None
+    return loaded
+
+
+def _envelope_problem(saved: Any) -> Optional[str]:
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or "payload" not in saved:
-        discard(path, what, f"is not a {FORMAT} file")
-        return None
+        return f"is not a {FORMAT} file"
     if tensor_digest(saved["payload"]) != saved.get("sha256"):
-        discard(path, what, "does not match its checksum (damaged)")
-        return None
-    return saved["payload"]
+        return "does not match its checksum (damaged)"
+    return None
+
+
+def load_checked(path: Path, what: str) -> Optional[Any]:
+    """The payload saved by `save_checked`, or None when there is none or it is damaged."""
+    saved = read_cache(path, what, lambda p: torch.load(p, map_location="cpu", weights_only=True),
+                       _envelope_problem)
+    return None if saved is None else saved["payload"]

@@ -59,19 +59,24 @@ class SearchOptions:
         return [o.strip() for o in self.objective.split(",")]
 
 
-_TYPES = {"trials": int, "seed": int, "trial_seed": int, "backbone_seed": int, "concurrency": (int, type(None)),
-          "steps": (int, type(None)), "cpus": (int, type(None)), "cpus_per_trial": (int, float),
-          "gpus_per_trial": (int, float), "asha": bool, "progress": bool, "baselines": list}
+# What each annotation of SearchOptions admits: a resumed run's options come from a file.
+_ADMITS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list[str]": (list,),
+           "Optional[int]": (int, type(None)), "Optional[str]": (str, type(None))}
 
 
 def _validate(opts: SearchOptions) -> None:
+    from ..proxy.budgets import BUDGETS
     from .sampling import SAMPLERS
     from .searcher import OBJECTIVES
 
-    for key, kind in _TYPES.items():  # a resumed run's options come from a file
-        value = getattr(opts, key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise SearchError(f"{key.replace('_', '-')}: {value!r} is not a valid value")
+    for f in fields(SearchOptions):
+        value, kinds = getattr(opts, f.name), _ADMITS[str(f.type)]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise SearchError(f"{f.name.replace('_', '-')}: {value!r} is not a valid value")
+    if not all(isinstance(b, str) for b in opts.baselines):
+        raise SearchError(f"baselines: {opts.baselines!r} is not a list of neck names")
+    if opts.budget not in BUDGETS:
+        raise SearchError(f"--budget {opts.budget}: expected one of {', '.join(BUDGETS)}")
     if opts.trials < 1:
         raise SearchError("--trials must be at least 1")
     if opts.sampler not in SAMPLERS:

@@ -163,9 +163,15 @@ def append_trial(run_dir: Path, record: dict) -> None:
 
 
 def _valid(record) -> bool:
-    return (isinstance(record, dict) and isinstance(record.get("trial_id"), str)
+    """A record the report, export and resume can use as it is."""
+    if not (isinstance(record, dict) and isinstance(record.get("trial_id"), str)
             and record.get("kind") in ("baseline", "search") and isinstance(record.get("name"), str)
-            and record.get("state") in STATES and isinstance(record.get("metrics") or {}, dict))
+            and record.get("state") in STATES and isinstance(record.get("metrics") or {}, dict)):
+        return False
+    numbers_ok = all(isinstance(v, (int, float)) for k, v in (record.get("metrics") or {}).items()
+                     if k in ("AP", "neck_flops") and v is not None)
+    needs_genotype = record["kind"] == "search" and record["state"] == "complete"
+    return numbers_ok and (not needs_genotype or isinstance(record.get("genotype"), str))
 
 
 @dataclass

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...files import atomic_output, check_regular
-from ..cache import cache_dir, discard
+from ...files import atomic_output
+from ..cache import cache_dir, read_cache
 from .coco import load_coco_dir
 from .dataset import DataError, DetectionData, Split
 from .synthetic import CLASSES, render
@@ -44,23 +44,24 @@ def synthetic_split(seed: int, split: str, n: int, image_size: int, cache: str |
 
 def _load_split(path: Path, n: int, image_size: int) -> Split | None:
     """The cached split, or None when there is none or it is damaged (then it is removed)."""
-    if not path.exists():
+    def load(p: Path) -> dict:
+        with np.load(p, allow_pickle=False) as saved:  # each saved[key] reads the array anew
+            return {k: saved[k] for k in ("images", "boxes", "labels", "counts")}
+
+    def problem(a: dict) -> str | None:
+        if (a["images"].shape != (n, 3, image_size, image_size) or a["images"].dtype != np.uint8
+                or a["counts"].shape != (n,) or int(a["counts"].sum()) != len(a["boxes"])
+                or len(a["boxes"]) != len(a["labels"])):
+            return "has the wrong shape for its name"
         return None
-    try:
-        check_regular(path)
-        with np.load(path, allow_pickle=False) as saved:  # each saved[key] reads the array anew
-            images, all_boxes, all_labels, counts = (saved[k] for k in ("images", "boxes", "labels", "counts"))
-    except Exception as exc:  # noqa: BLE001 - a damaged zip fails in many ways (CRC, EOF, format)
-        discard(path, "dataset", f"does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+
+    arrays = read_cache(path, "dataset", load, problem)
+    if arrays is None:
         return None
-    if (images.shape != (n, 3, image_size, image_size) or images.dtype != np.uint8 or counts.shape != (n,)
-            or int(counts.sum()) != len(all_boxes) or len(all_boxes) != len(all_labels)):
-        discard(path, "dataset", "has the wrong shape for its name")
-        return None
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    return _split(torch.from_numpy(images), [all_boxes[a:b].copy() for a, b in zip(starts, ends)],
-                  [all_labels[a:b].copy() for a, b in zip(starts, ends)], image_size)
+    ends = np.cumsum(arrays["counts"])
+    starts = ends - arrays["counts"]
+    return _split(torch.from_numpy(arrays["images"]), [arrays["boxes"][a:b].copy() for a, b in zip(starts, ends)],
+                  [arrays["labels"][a:b].copy() for a, b in zip(starts, ends)], image_size)
 
 
 def _split(images: torch.Tensor, boxes: list, labels: list, image_size: int) -> Split:
