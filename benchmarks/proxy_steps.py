@@ -26,14 +26,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from proxy_fidelity import append_row, kendall_tau, sampled, spearman_rho
+from proxy_fidelity import load_rows as load_fidelity_rows
 
 import nasfpn
 from nasfpn.proxy.budgets import NECK_INITS, get_budget
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.prepare import prepare
 from nasfpn.proxy.train import run_trial
-from proxy_fidelity import append_row, kendall_tau, sampled, spearman_rho
-from proxy_fidelity import load_rows as load_fidelity_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 E2E = "e2e"  # schedule suffix: train the backbone too (from the pretrained weights, as `full` does)
@@ -44,7 +44,8 @@ def load_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
     with path.open() as f:
-        return [{**r, "steps": int(r["steps"]), "batch": int(r["batch"]), "width": int(r["width"]), "lr": float(r["lr"]),
+        return [{**r, "steps": int(r["steps"]), "batch": int(r["batch"]), "width": int(r["width"]),
+                 "lr": float(r["lr"]),
                  "seed": int(r["seed"]), "AP": float(r["AP"]), "train_seconds": float(r["train_seconds"]),
                  "neck_init": r.get("neck_init") or "default"}
                 for r in csv.DictReader(f)]

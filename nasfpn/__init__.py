@@ -6,12 +6,10 @@
     p3, p4, p5, p6, p7 = neck([c3, c4, c5])
 """
 
-from .build import NamedNeck, Neck, NeckBuildError, build_neck, make_plan, run_pyramid
-from .dsl import (DSLError, Genotype, SearchSpace, from_dict, from_yaml, load, load_space, read,
-                  to_yaml, zoo_names)
-from .version import __version__
+from ._version import __version__
+from .compile import NamedNeck, Neck, NeckBuildError, build_neck, make_plan, run_pyramid
+from .dsl import DSLError, Genotype, SearchSpace, from_dict, from_yaml, load, load_space, read, to_yaml, zoo_names
 
-
-__all__ = ["DSLError", "Genotype", "NamedNeck", "Neck", "NeckBuildError", "SearchSpace",
+__all__ = ["__version__", "DSLError", "Genotype", "NamedNeck", "Neck", "NeckBuildError", "SearchSpace",
            "build_neck", "from_dict", "from_yaml", "load", "load_space", "make_plan", "read",
            "run_pyramid", "to_yaml", "zoo_names"]

@@ -15,8 +15,10 @@ import stat
 from pathlib import Path
 from typing import Iterator
 
+from .errors import NasfpnError
 
-class FileProblem(ValueError):
+
+class FileProblem(NasfpnError, ValueError):
     """A path that cannot be read or written as asked; the message names it."""
 
     def __init__(self, path: str | Path, message: str):

@@ -61,7 +61,7 @@ def test_standalone_py_matches_the_compiled_neck(tmp_path, name, g):
 
 
 def test_standalone_py_runs_in_a_fresh_interpreter_without_nasfpn(tmp_path):
-    path = export(nasfpn.load("bifpn"), "py", tmp_path / "bifpn_neck.py", [40, 112, 320])
+    export(nasfpn.load("bifpn"), "py", tmp_path / "bifpn_neck.py", [40, 112, 320])
     script = ("import sys; sys.modules['nasfpn'] = None\n"
               "import torch, bifpn_neck\n"
               "neck = bifpn_neck.ExportedNeck([40, 112, 320], 64, num_outs=5)\n"

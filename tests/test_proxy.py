@@ -10,12 +10,12 @@ import torch.nn.functional as F
 
 import nasfpn
 from nasfpn.cli import main
+from nasfpn.ops.blocks import ScaleWiseAggregation
+from nasfpn.ops.fuse import ConcatConv
 from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.cost import count_flops
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.data.synthetic import CLASSES, render
-from nasfpn.ops.blocks import ScaleWiseAggregation
-from nasfpn.ops.fuse import ConcatConv
 from nasfpn.proxy.init import passthrough_init_
 from nasfpn.proxy.prepare import fingerprint
 from nasfpn.proxy.train import build_detector, run_trial

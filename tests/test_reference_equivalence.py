@@ -15,12 +15,11 @@ import math
 
 import pytest
 import torch
+from reference_necks import reference_for  # tests/ is on sys.path (pytest rootdir-less layout)
 from torch import nn
 from torch.testing import assert_close
 
 import nasfpn
-
-from reference_necks import reference_for  # tests/ is on sys.path (pytest rootdir-less layout)
 
 NECKS = ["fpn", "pafpn", "bifpn", "nasfpn"]
 IN_CHANNELS = [16, 24, 32]          # C3 keeps the neck width: exercises the identity lateral

@@ -18,6 +18,8 @@ import pytest
 from nasfpn.cli import main
 from nasfpn.search.cluster import connect_ray
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = str(ROOT / "search_spaces" / "nasfpn_space.yaml")
 
@@ -152,6 +154,7 @@ def postgres_url():
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.postgres
 def test_study_persists_to_postgresql(tmp_path, cache_dir, postgres_url):
     rc = _search(tmp_path, cache_dir, "pg", "--space", SPACE, "--trials", "2", "--baselines", "none",
                  "--storage", postgres_url)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +20,8 @@ import psutil
 import pytest
 
 from nasfpn.search.reaper import ray_processes
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = str(ROOT / "search_spaces" / "nasfpn_space.yaml")

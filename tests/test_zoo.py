@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import nasfpn
-from nasfpn.build import NeckBuildError
+from nasfpn.compile import NeckBuildError
 
 IN_CHANNELS = [16, 24, 32]
 WIDTH = 16
@@ -173,6 +173,7 @@ def test_mmdetection_neck_interface():
     assert (neck.in_channels, neck.out_channels, neck.num_outs) == ([40, 112, 320], 64, 5)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("name", GENOTYPES)
 def test_runs_on_cuda(name):

@@ -6,13 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..build import NeckBuildError
-from ..dsl import DSLError
-from ..files import FileProblem
-from ..proxy.data import DataError
-from ..search.runner import SearchError
+from ..errors import NasfpnError
 from . import baselines, export, report, search, show, train, validate
-from .common import UserError
 
 COMMANDS = [validate, show, train, baselines, search, report, export]
 
@@ -29,17 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except DSLError as err:
-        print(err, file=sys.stderr)
-    except (UserError, NeckBuildError, DataError, SearchError, FileProblem) as err:
-        print(f"nasfpn {args.command}: {err}", file=sys.stderr)
+    except NasfpnError as err:
+        print(err if err.located else f"nasfpn {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
         print(f"nasfpn {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 2
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def write_tables(rows: list[dict], out: Path, caption: str) -> None:
     for r in table.itertuples():
         cells = [_pm(getattr(r, f"{m}_mean"), getattr(r, f"{m}_std")) for m in METRICS]
         lines.append(f"| {r.neck} | " + " | ".join(cells) +
-                     f" | {r.neck_params / 1e6:.3f} | {r.neck_flops / 1e9:.3f} | {r.latency_ms:.1f} | {r.train_seconds:.0f} |")
+                     f" | {r.neck_params / 1e6:.3f} | {r.neck_flops / 1e9:.3f} | {r.latency_ms:.1f}"
+                     f" | {r.train_seconds:.0f} |")
     write_text(out / "table.md", "\n".join(lines) + "\n")
     ap_vs_flops(table, out / "ap_vs_flops.png", f"zoo necks: {caption}")

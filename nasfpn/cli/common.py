@@ -8,13 +8,14 @@ import math
 from pathlib import Path
 from typing import Callable
 
+from ..errors import NasfpnError
 from ..files import write_text
 
 MAX_IMAGE_SIZE = 8192      # pixels, for FLOPs, latency and export shapes
 MAX_IN_CHANNELS = 8192     # a backbone map's width (ResNet-50's C5: 2048)
 
 
-class UserError(Exception):
+class UserError(NasfpnError):
     """A mistake in what the user asked for (bad option, missing file): one line, exit code 2."""
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..dsl import SearchSpace, read, zoo_names
-from ..export.formats import FORMATS, ExportError, export
 from ..dsl.assemble import size_problem
 from ..dsl.limits import MAX_CHANNELS
+from ..export.formats import FORMATS, export
 from .common import MAX_IMAGE_SIZE, UserError, bounded_int, int_list
 
 
@@ -56,10 +56,7 @@ def run(args) -> int:
         too_large = size_problem(args.channels, g.levels, g.stem, g.cell, g.feedback)
         if too_large:
             raise UserError(f"--channels {args.channels}: the neck is {too_large}")
-    try:
-        out = export(g, args.format, args.out, int_list(args.in_channels), args.channels, args.image_size,
-                     args.class_name)
-    except ExportError as err:
-        raise UserError(str(err)) from None
+    out = export(g, args.format, args.out, int_list(args.in_channels), args.channels, args.image_size,
+                 args.class_name)
     print(f"wrote {out} ({args.format}, {g.name})")
     return 0

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from ..build import build_neck, make_plan
-from ..build.plan import describe
+from ..compile import build_neck, make_plan
+from ..compile.plan import describe
 from ..dsl import SearchSpace, level_name, read
 from ..dsl.choices import Categorical, IntRange, Permutation, Pick
 from ..dsl.limits import MAX_CHANNELS

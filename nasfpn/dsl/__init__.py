@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .assemble import assemble
 from .dump import to_dict, to_yaml
 from .errors import DSLError, Problem, did_you_mean
-from .assemble import assemble
 from .parse import read_template
 from .schema import Cell, Feedback, Genotype, Node, Stem, level_name
 from .space import RandomSuggester, SearchSpace, Suggester

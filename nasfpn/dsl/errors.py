@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import NasfpnError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -21,8 +23,10 @@ class Problem:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
-class DSLError(ValueError):
+class DSLError(NasfpnError, ValueError):
     """A file (or dict) that is not a valid genotype or search space; carries every problem found."""
+
+    located = True
 
     def __init__(self, problems: list[Problem], source: str | None = None):
         self.problems = list(problems)

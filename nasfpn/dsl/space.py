@@ -15,10 +15,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .choices import Categorical, IntRange, Permutation, Pick
-from .errors import DSLError, Problem
 from .assemble import assemble
-from .errors import line_of
+from .choices import Categorical, IntRange, Permutation, Pick
+from .errors import DSLError, Problem, line_of
 from .schema import Genotype, level_name
 
 

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-from ..build.plan import make_plan  # noqa: E402
-from ..dsl.schema import Genotype, Node, level_name  # noqa: E402
-from .plots import save_figure  # noqa: E402
+from ..compile.plan import make_plan
+from ..dsl.schema import Genotype, Node, level_name
+from .plots import new_figure, save_figure
 
 _OP_LABEL = {"sum": "+", "global_attention": "GP", "global_attention_mmdet": "GP'", "concat": "cat"}
 _FUSION_LABEL = {"fast_normalized": "w+", "softmax": "sm+", "channel_fast_normalized": "cw+",
@@ -48,7 +44,7 @@ def draw_cell(g: Genotype, path: str | Path, title: str | None = None) -> Path:
     level_of = {**dict(zip(g.level_names, g.levels)), **{p.name: p.node.level for p in live}}
 
     width = max(6.0, 1.25 * (len(live) + 1) + 1.5)
-    fig, ax = plt.subplots(figsize=(width, 1.0 * len(g.levels) + 2.0))
+    fig, ax = new_figure((width, 1.0 * len(g.levels) + 2.0))
     box_w, box_h = 0.62, 0.5
 
     def box(name: str, label: str, color: str, bold: bool) -> None:

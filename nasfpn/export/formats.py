@@ -12,15 +12,16 @@ from typing import Sequence
 
 import torch
 
-from ..build import build_neck
+from ..compile import build_neck
 from ..dsl import Genotype, to_yaml
+from ..errors import NasfpnError
 from ..files import FileProblem, atomic_output, output_file, write_text
 from .standalone import check_class_name, write_standalone
 
 FORMATS = ("yaml", "py", "torchscript", "onnx")
 
 
-class ExportError(Exception):
+class ExportError(NasfpnError):
     """An export that cannot be done here (e.g. ONNX without its optional packages)."""
 
 

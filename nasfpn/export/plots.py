@@ -1,31 +1,38 @@
-"""Plots of scored necks (matplotlib, Agg backend)."""
+"""Plots of scored necks.
+
+Figures are `matplotlib.figure.Figure` objects drawn on their own canvas, never through pyplot:
+nothing here selects a backend or opens a window, so importing nasfpn leaves a notebook's or an
+application's matplotlib set-up as it was.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..files import atomic_output, output_file  # noqa: E402
+from ..files import atomic_output, output_file
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Save and close `fig`, whole or not at all (the format from the file's suffix)."""
+def new_figure(figsize: tuple[float, float]):
+    """A figure with one axes, outside pyplot's state."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save `fig`, whole or not at all (the format from the file's suffix)."""
     out = output_file(path)
     with atomic_output(out) as tmp:
         fig.savefig(tmp, dpi=120, format=out.suffix.lstrip(".") or "png")
-    plt.close(fig)
     return out
 
 
 def ap_vs_flops(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     """One point per neck: mean AP (error bar: std over seeds) against the neck's FLOPs."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure((7, 4.5))
     x = table["neck_flops"] / 1e9
     ax.errorbar(x, table["AP_mean"] * 100, yerr=table["AP_std"].fillna(0) * 100, fmt="o", capsize=3)
     label_points(ax, list(zip(table["neck"], x, table["AP_mean"] * 100)))

@@ -6,17 +6,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..dsl import from_yaml, load, to_yaml  # noqa: E402
-from ..files import atomic_output, write_text  # noqa: E402
-from ..search.store import read_trials, trials_frame  # noqa: E402
-from .draw import draw_cell  # noqa: E402
-from .plots import label_points, log_x_axis, merge_close, save_figure  # noqa: E402
+from ..dsl import from_yaml, load, to_yaml
+from ..files import atomic_output, write_text
+from ..search.store import read_trials, trials_frame
+from .draw import draw_cell
+from .plots import label_points, log_x_axis, merge_close, new_figure, save_figure
 
 
 def _ap(record: dict) -> float:
@@ -49,7 +45,8 @@ def leaderboard(records: list[dict]) -> str:
     counts = pd.Series([r["state"] for r in records]).value_counts().to_dict() if records else {}
     lines = [f"Trials: {len(records)} finished ({', '.join(f'{v} {k}' for k, v in counts.items())}). "
              + (f"Best baseline: {best_base['name']} at {_fmt(_ap(best_base))} AP." if best_base else ""), "",
-             "| rank | genotype | kind | AP | Δ best baseline | APs | APm | APl | neck params (M) | neck GFLOPs | latency (ms) |",
+             "| rank | genotype | kind | AP | Δ best baseline | APs | APm | APl | neck params (M) | neck GFLOPs "
+             "| latency (ms) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for rank, r in enumerate(rows, 1):
         m = r["metrics"]
@@ -63,7 +60,7 @@ def leaderboard(records: list[dict]) -> str:
 
 def pareto_plot(records: list[dict], path: Path) -> None:
     rows = ranked(records)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure((7, 4.5))
     search = [r for r in rows if r["kind"] != "baseline"]
     base = [r for r in rows if r["kind"] == "baseline"]
     if search:
@@ -93,7 +90,7 @@ def pareto_plot(records: list[dict], path: Path) -> None:
 
 def progress_plot(records: list[dict], path: Path) -> None:
     search = [r for r in records if r["kind"] != "baseline"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_figure((7, 4.5))
     best, xs, ys = float("-inf"), [], []
     for i, r in enumerate(search, 1):
         if r["state"] == "complete" and not math.isnan(_ap(r)):

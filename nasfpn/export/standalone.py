@@ -17,11 +17,11 @@ from pathlib import Path
 
 from torch import nn
 
-from ..build.neck import Neck, NodeModule
-from ..build.plan import NodePlan, make_plan
+from ..compile.neck import Neck, NodeModule
+from ..compile.plan import NodePlan, make_plan
 from ..files import write_text
-from ..ops.post import make_ops
 from ..ops import blocks, fuse, post, resample
+from ..ops.post import make_ops
 
 HELPERS = '''
 def resize_up(x: Tensor, ref: Tensor, mode: str) -> Tensor:

@@ -1,6 +1,6 @@
 """The proxy backbone: a small ResNet-style network (NAS-FPN searched with a ResNet-10 proxy),
 one basic block per stage, returning C3..C5 (C2 on request). It implements the feedback hook of
-`nasfpn.build.feedback`: feedback[i] goes through a zero-initialised 1x1 conv and is added after
+`nasfpn.compile.feedback`: feedback[i] goes through a zero-initialised 1x1 conv and is added after
 the first block of the stage that produces output i, so DetectoRS' RFP can run through it."""
 
 from __future__ import annotations

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 
-from ..build import build_neck
+from ..compile import build_neck
 from ..dsl import Genotype, from_dict
 from .backbone import ProxyBackbone
 from .head import DenseHead

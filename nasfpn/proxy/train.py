@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .._version import versions
 from ..dsl import Genotype
-from ..version import versions
 from .cost import count_flops, latency_ms
 from .data import Split
 from .evaluate import coco_ap, coco_detections

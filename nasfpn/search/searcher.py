@@ -30,7 +30,7 @@ from typing import Optional
 import optuna
 from ray.tune.search import Searcher
 
-from ..build.plan import graph_key
+from ..compile.plan import graph_key
 from ..dsl import DSLError, SearchSpace, to_yaml
 from .errors import SearchError
 from .sampling import make_sampler, sample_genotype

@@ -28,8 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pandas as pd
 
+from .._version import versions
 from ..files import FileProblem, read_text, write_text
-from ..version import versions
 from .errors import SearchError
 
 TRIALS = "trials.jsonl"

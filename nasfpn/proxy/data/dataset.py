@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ...errors import NasfpnError
 from ..evaluate import coco_ground_truth
 
 
-class DataError(Exception):
+class DataError(NasfpnError):
     """Broken user data: one line naming the file and the item."""
 
 

@@ -98,7 +98,7 @@ def render(seed: int, split: str, index: int, size: int, max_objects: int = 10):
     n = int(min(max_objects, 1 + rng.poisson(3.5)))
     areas, labels = [], []
     lo, hi = math.log(6.0), math.log(size * 0.85)
-    for k in range(n):
+    for _ in range(n):
         cls = int(rng.integers(len(CLASSES)))
         s = math.exp(rng.uniform(lo, hi))
         aspect = math.exp(rng.uniform(-0.3, 0.3))

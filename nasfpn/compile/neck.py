@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..dsl.schema import Genotype, Node, level_name
 from ..dsl.vocab import NORM_OPS
+from ..errors import NasfpnError
 from ..ops.blocks import ASPP, GatedFusion, LastStack, ResidualAugmentation, ScaleWiseAggregation
 from ..ops.fuse import make_combine
 from ..ops.post import make_ops
@@ -21,7 +22,7 @@ from ..ops.resample import make_edge
 from .plan import NodePlan, Plan, make_plan
 
 
-class NeckBuildError(ValueError):
+class NeckBuildError(NasfpnError, ValueError):
     """A genotype that is valid on its own but cannot be built with the given widths."""
 
 
