@@ -31,7 +31,7 @@ import nasfpn
 from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.cost import module_flops
 from nasfpn.proxy.data import load_data
-from nasfpn.proxy.prepare import prepare
+from nasfpn.proxy.session import ProxySession
 from nasfpn.proxy.train import run_trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -154,11 +154,12 @@ def main() -> int:
         genotypes = [g for g in genotypes if g.name in chosen]
 
     budgets = {name: get_budget(name) for name in ("proxy", "full")}
+    # both budgets read the same images: one dataset in memory, a session per budget on it
     data = load_data("synthetic", budgets["proxy"].image_size, budgets["proxy"].train_images,
                      budgets["proxy"].val_images, cache=args.cache)
     wanted = set(args.budgets.split(","))
-    prepared = {name: prepare(data, b, cache=args.cache, progress=False) for name, b in budgets.items()
-                if name in wanted}
+    sessions = {name: ProxySession.from_data(data, b, cache=args.cache, progress=False)
+                for name, b in budgets.items() if name in wanted}
     jobs = []
     for g in genotypes:
         jobs.append((g, "proxy", 0))
@@ -172,21 +173,21 @@ def main() -> int:
     # a run is done when it ran on this backbone; rows from another machine's backbone do not count
     # and with the budget's neck init (the proxy's changed; its earlier rows stay for comparison)
     done = {(r["neck"], r["budget"], r["seed"], r["backbone"], r["neck_init"]) for r in load_rows(csv_path)}
-    jobs = [j for j in jobs if (j[0].name, j[1], j[2], prepared[j[1]].backbone_fingerprint,
-                                prepared[j[1]].budget.neck_init) not in done]
+    jobs = [j for j in jobs if (j[0].name, j[1], j[2], sessions[j[1]].backbone_fingerprint,
+                                sessions[j[1]].budget.neck_init) not in done]
     shard, shards = args.shard
     jobs = jobs[shard::shards]
-    print(f"backbone {', '.join(sorted({p.backbone_fingerprint for p in prepared.values()}))}: "
+    print(f"backbone {', '.join(sorted({s.backbone_fingerprint for s in sessions.values()}))}: "
           f"{len(jobs)} runs to do in this process", flush=True)
     for g, budget, seed in jobs:
         start = time.perf_counter()
-        m = run_trial(g, prepared[budget], seed=seed, progress=False, measure=False)
+        m = run_trial(g, sessions[budget], seed=seed, progress=False, measure=False)
         append_row(csv_path, {"neck": g.name, "budget": budget, "seed": seed,
                               **{k: m.get(k) for k in NUMERIC[:5]},
-                              "neck_flops": _neck_flops(g, prepared[budget].budget),
+                              "neck_flops": _neck_flops(g, sessions[budget].budget),
                               "train_seconds": m["train_seconds"],
-                              "backbone": prepared[budget].backbone_fingerprint,
-                              "neck_init": prepared[budget].budget.neck_init})
+                              "backbone": sessions[budget].backbone_fingerprint,
+                              "neck_init": sessions[budget].budget.neck_init})
         print(f"{g.name:>18} {budget:>5} seed {seed}: AP {m['AP'] * 100:5.1f}  "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
     summarize(load_rows(csv_path), out)  # every shard's rows, not only this process's

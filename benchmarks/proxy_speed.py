@@ -24,7 +24,7 @@ from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.cost import count_flops
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.losses import detection_loss
-from nasfpn.proxy.prepare import prepare
+from nasfpn.proxy.session import ProxySession
 from nasfpn.proxy.train import build_detector, run_trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,19 +42,19 @@ def matmul_flops_per_second(n: int = 2048, runs: int = 10) -> float:
     return 2 * n ** 3 / statistics.median(times)
 
 
-def training_step_flops(genotype, prepared, batch: int) -> int:
+def training_step_flops(genotype, session: ProxySession, batch: int) -> int:
     """FLOPs of one training step (forward, losses, backward) on cached features."""
-    detector = build_detector(genotype, prepared, seed=0).train()
+    detector = build_detector(genotype, session, seed=0).train()
     detector.backbone.eval()
     idx = torch.arange(batch)
-    feats = [f[idx].float() for f in prepared.train_feats]
-    points = prepared.locs.points
+    feats = [f[idx].float() for f in session.train_feats]
+    points = session.locs.points
 
     def step():
         cls, box, ctr = detector(None, feats)
         losses = detection_loss(cls.flatten(0, 1), box.flatten(0, 1), ctr.flatten(), points.repeat(batch, 1),
-                                prepared.train_targets.cls[idx].flatten(),
-                                prepared.train_targets.box[idx].flatten(0, 1))
+                                session.train_targets.cls[idx].flatten(),
+                                session.train_targets.box[idx].flatten(0, 1))
         losses["total"].backward()
 
     return count_flops(step)
@@ -70,19 +70,19 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     budget = get_budget("proxy")
 
-    start = time.perf_counter()
+    start = time.perf_counter()  # the session's two steps timed apart: loading, then preparing
     data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=args.cache)
     data_s = time.perf_counter() - start
     start = time.perf_counter()
-    prepared = prepare(data, budget, cache=args.cache, progress=False)
+    session = ProxySession.from_data(data, budget, cache=args.cache, progress=False)
     prepare_s = time.perf_counter() - start
 
     genotype = nasfpn.load(args.neck)
     start = time.perf_counter()
-    metrics = run_trial(genotype, prepared, seed=0, progress=False)
+    metrics = run_trial(genotype, session, seed=0, progress=False)
     trial_s = time.perf_counter() - start
 
-    step_flops = training_step_flops(genotype, prepared, budget.batch)
+    step_flops = training_step_flops(genotype, session, budget.batch)
     achieved = step_flops * budget.steps / metrics["train_seconds"]
     peak = matmul_flops_per_second()
     rows = [

@@ -31,8 +31,7 @@ from proxy_fidelity import load_rows as load_fidelity_rows
 
 import nasfpn
 from nasfpn.proxy.budgets import NECK_INITS, get_budget
-from nasfpn.proxy.data import load_data
-from nasfpn.proxy.prepare import prepare
+from nasfpn.proxy.session import ProxySession
 from nasfpn.proxy.train import run_trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -89,26 +88,25 @@ def main() -> int:
     csv_path = out.with_suffix(".csv")
 
     budget = get_budget("proxy", neck_init=args.neck_init)
-    data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=args.cache)
-    prepared = prepare(data, budget, cache=args.cache, progress=False)
+    session = ProxySession.open("synthetic", budget, cache=args.cache, progress=False)
     done = {(r["neck"], r["schedule"], r["seed"], r["backbone"], r["neck_init"]) for r in load_rows(csv_path)}
     for name, steps, batch, width, lr, end_to_end in schedules:
-        run = replace(prepared, budget=replace(budget, steps=steps, batch=batch, width=width, lr=lr,
+        run = replace(session, budget=replace(budget, steps=steps, batch=batch, width=width, lr=lr,
                                                end_to_end=end_to_end))
         if end_to_end:  # every step runs the backbone on the images
             run = replace(run, train_feats=None, val_feats=None)
         for g in genotypes:
-            if (g.name, name, args.seed, prepared.backbone_fingerprint, budget.neck_init) in done:
+            if (g.name, name, args.seed, session.backbone_fingerprint, budget.neck_init) in done:
                 continue
             m = run_trial(g, run, seed=args.seed, progress=False, measure=False)
             append_row(csv_path, {"neck": g.name, "schedule": name, "steps": steps, "batch": batch,
                                   "width": width, "lr": lr,
                                   "seed": args.seed, "AP": m["AP"], "train_seconds": m["train_seconds"],
-                                  "backbone": prepared.backbone_fingerprint, "neck_init": budget.neck_init},
+                                  "backbone": session.backbone_fingerprint, "neck_init": budget.neck_init},
                        FIELDS)
             print(f"{g.name:>16} {name:>12}: AP {m['AP'] * 100:5.1f} ({m['train_seconds']:.0f} s)", flush=True)
-    summarize([r for r in load_rows(csv_path) if r["backbone"] == prepared.backbone_fingerprint
-               and r["seed"] == args.seed], full_ap(Path(args.fidelity_csv), prepared.backbone_fingerprint), out)
+    summarize([r for r in load_rows(csv_path) if r["backbone"] == session.backbone_fingerprint
+               and r["seed"] == args.seed], full_ap(Path(args.fidelity_csv), session.backbone_fingerprint), out)
     return 0
 
 

@@ -36,7 +36,7 @@ def best_baseline() -> tuple[str, float] | None:
 
 def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | None, threads: int) -> dict:
     from nasfpn.search import SearchOptions, run_search
-    from nasfpn.search.store import read_trials, trial_seconds
+    from nasfpn.search.store import read_trials
 
     name = f"{sampler}-s{seed}"
     run = runs_dir / name
@@ -50,14 +50,14 @@ def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | N
         timing.write_text(json.dumps({"wall_seconds": time.perf_counter() - start}))
     records = read_trials(run)
     wall = json.loads(timing.read_text())["wall_seconds"]
-    inside = sum(trial_seconds(r) or 0.0 for r in records)
+    inside = sum(r.seconds or 0.0 for r in records)
     best, curve = 0.0, []
-    for r in sorted(records, key=lambda r: r["ended"]):
-        if r["state"] == "complete" and r["metrics"].get("AP") is not None:
-            best = max(best, r["metrics"]["AP"])
+    for r in sorted(records, key=lambda r: r.ended):
+        if r.state == "complete" and r.metrics.AP is not None:
+            best = max(best, r.metrics.AP)
         curve.append(best)
     return {"sampler": sampler, "seed": seed, "curve": curve, "wall": wall, "inside": inside, "n": len(records),
-            "states": [r["state"] for r in records]}
+            "states": [r.state for r in records]}
 
 
 def main() -> int:

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def split(run: Path, limit: int) -> str:
     from nasfpn.search.store import read_trials
 
-    records = sorted(read_trials(run)[:limit], key=lambda r: r["started"])
-    inside = sum(r["duration"] for r in records) / len(records)
-    gaps = [b["started"] - a["ended"] for a, b in zip(records, records[1:])]
-    around = sum(r["ended"] - r["started"] - r["duration"] for r in records) / len(records)
+    records = sorted(read_trials(run)[:limit], key=lambda r: r.started)
+    inside = sum(r.duration for r in records) / len(records)
+    gaps = [b.started - a.ended for a, b in zip(records, records[1:])]
+    around = sum(r.ended - r.started - r.duration for r in records) / len(records)
     gap = sum(gaps) / max(len(gaps), 1)
     return (f"{run}: {len(records)} trials, mean trial {inside:.1f} s, gap between trials {gap:.2f} s, "
             f"bookkeeping around a trial {around:.2f} s: {(gap + around) / inside * 100:.1f}% of a trial")

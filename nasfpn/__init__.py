@@ -6,6 +6,7 @@
     p3, p4, p5, p6, p7 = neck([c3, c4, c5])
 """
 
+from . import ops  # noqa: F401  (registers every op and its DSL word before anything is parsed)
 from ._version import __version__
 from .compile import NamedNeck, Neck, NeckBuildError, build_neck, make_plan, run_pyramid
 from .dsl import DSLError, Genotype, SearchSpace, from_dict, from_yaml, load, load_space, read, to_yaml, zoo_names

@@ -9,10 +9,8 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke(cache_dir):
+    """The one proxy session on the smoke budget that the tests share."""
     from nasfpn.proxy.budgets import get_budget
-    from nasfpn.proxy.data import load_data
-    from nasfpn.proxy.prepare import prepare
+    from nasfpn.proxy.session import ProxySession
 
-    budget = get_budget("smoke")
-    data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=str(cache_dir))
-    return prepare(data, budget, cache=cache_dir, progress=False)
+    return ProxySession.open("synthetic", get_budget("smoke"), cache=cache_dir, progress=False)

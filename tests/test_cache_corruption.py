@@ -13,8 +13,8 @@ import torch
 
 from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.cache import load_checked, save_checked
-from nasfpn.proxy.data import load_data, synthetic_split
-from nasfpn.proxy.prepare import prepare
+from nasfpn.proxy.data import synthetic_split
+from nasfpn.proxy.session import ProxySession
 
 
 def _truncate(path):
@@ -54,9 +54,7 @@ def test_a_damaged_tensor_cache_reads_as_missing(tmp_path, capsys, damage):
 
 
 def _smoke(cache):
-    budget = get_budget("smoke")
-    data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=str(cache))
-    return prepare(data, budget, cache=cache, progress=False)
+    return ProxySession.open("synthetic", get_budget("smoke"), cache=cache, progress=False)
 
 
 @pytest.mark.parametrize("which", ["backbone", "features"])

@@ -122,7 +122,7 @@ def test_broken_coco_inputs_exit_2_naming_file_and_item(tmp_path, cache_dir, cap
     root = write_coco(tmp_path / "coco")
     breaker(root)
     with pytest.raises(DataError):
-        load_data.__wrapped__(f"coco:{root}", 64)
+        load_data(f"coco:{root}", 64)
     rc = main(["train", "--neck", "fpn", "--data", f"coco:{root}", "--budget", "smoke",
                "--out", str(tmp_path / "run"), "--cache", str(cache_dir), "--no-progress"])
     err = capsys.readouterr().err
@@ -134,7 +134,7 @@ def test_broken_coco_inputs_exit_2_naming_file_and_item(tmp_path, cache_dir, cap
 def test_zero_area_boxes_are_skipped_and_counted(tmp_path, cache_dir, capsys):
     root = write_coco(tmp_path / "coco")
     edit(root, "train", lambda d: [a.update(bbox=[5.0, 5.0, 0.0, 4.0]) for a in d["annotations"][:2]])
-    data = load_data.__wrapped__(f"coco:{root}", 64)
+    data = load_data(f"coco:{root}", 64)
     assert data.notes == ["skipped 2 zero-area boxes"]
     rc = main(["train", "--neck", "fpn", "--data", f"coco:{root}", "--budget", "smoke",
                "--out", str(tmp_path / "run"), "--cache", str(cache_dir), "--no-progress"])

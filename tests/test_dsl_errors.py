@@ -167,7 +167,7 @@ CASES = [
      "cell.nodes[0].params.ratio", "unknown parameter 'ratio' for block 'residual_augmentation' "
      "(did you mean 'ratios'?)", 7),
     ("block_two_inputs", node0("inputs: [P4, P5], block: residual_augmentation"), "cell.nodes[0].inputs",
-     "block 'residual_augmentation' takes exactly 1 input(s), got 2", 7),
+     "block 'residual_augmentation' takes exactly 1 input, got 2", 7),
     ("block_with_combine", node0("inputs: [P4], block: residual_augmentation, combine: sum"),
      "cell.nodes[0].combine", "a block node has no 'combine'", 7),
     ("params_without_block", node0("inputs: [P4, P5], params: {ratios: [0.5]}"), "cell.nodes[0].params",

@@ -72,7 +72,7 @@ def test_standalone_py_runs_in_a_fresh_interpreter_without_nasfpn(tmp_path):
     assert "(1, 64, 5, 5)" in done.stdout
 
 
-@pytest.mark.parametrize("name", ["nasfpn", "bifpn", "mlfpn"])
+@pytest.mark.parametrize("name", ["nasfpn", "bifpn", pytest.param("mlfpn", marks=pytest.mark.slow)])
 def test_torchscript_export_matches(tmp_path, name):
     g = nasfpn.load(name)
     torch.manual_seed(0)
@@ -86,6 +86,7 @@ def test_torchscript_export_matches(tmp_path, name):
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_onnx_export_matches(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

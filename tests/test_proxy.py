@@ -191,6 +191,7 @@ def test_train_command_user_errors_exit_2(tmp_path, cache_dir, capsys, argv, mes
     assert rc == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_baselines_command_writes_tables_and_plot(tmp_path, cache_dir):
     out = tmp_path / "baselines"
     args = ["baselines", "--budget", "smoke", "--seeds", "2", "--necks", "fpn,bifpn", "--out", str(out),
@@ -219,3 +220,60 @@ def test_synthetic_disk_cache_reloads_the_same_split(tmp_path):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(la, lb)
         assert b.base is None  # its own small array, not a view that keeps the whole file alive
+
+
+def test_a_session_alone_keeps_its_dataset_alive(cache_dir):
+    import gc
+    import weakref
+
+    from nasfpn.proxy.session import ProxySession
+
+    assert load_data("synthetic", 64, 8, 4) is not load_data("synthetic", 64, 8, 4)  # no process-wide cache
+    session = ProxySession.open("synthetic", get_budget("smoke"), cache=cache_dir, progress=False)
+    images = weakref.ref(session.data.train.images)
+    on_cuda = session.on("cuda")
+    assert on_cuda.device == "cuda" and session.device == "cpu" and on_cuda.data is session.data
+    del session, on_cuda
+    gc.collect()
+    assert images() is None
+
+
+def test_a_session_travels_to_trials_as_numpy_arrays(smoke):
+    import pickle
+
+    def tensors(obj) -> int:
+        if isinstance(obj, torch.Tensor):
+            return 1
+        if isinstance(obj, dict):
+            return sum(tensors(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(tensors(v) for v in obj)
+        if dataclasses.is_dataclass(obj):
+            return sum(tensors(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+        return 0
+
+    assert tensors(dict(smoke.__dict__)) > 0 and tensors(smoke.__getstate__()) == 0  # shared, not copied, by Ray
+    copy = pickle.loads(pickle.dumps(smoke))
+    assert copy.backbone_fingerprint == smoke.backbone_fingerprint and copy.budget == smoke.budget
+    assert torch.equal(copy.data.train.images, smoke.data.train.images)
+    assert torch.equal(copy.train_targets.box, smoke.train_targets.box)
+    assert all(torch.equal(a, b) for a, b in zip(copy.train_feats, smoke.train_feats, strict=True))
+
+
+def test_every_command_offers_the_budgets_of_BUDGETS(monkeypatch):
+    from nasfpn.cli import build_parser
+    from nasfpn.proxy.budgets import BUDGETS
+
+    monkeypatch.setitem(BUDGETS, "tiny", dataclasses.replace(BUDGETS["smoke"], name="tiny"))
+    parser = build_parser()
+    for argv in (["train", "--neck", "fpn", "--out", "x"], ["baselines"], ["search", "--space", "s.yaml"]):
+        assert parser.parse_args([*argv, "--budget", "tiny"]).budget == "tiny"
+        assert parser.parse_args(argv).budget == "proxy"
+
+
+def test_quick_is_a_smaller_proxy_at_the_same_image_size():
+    quick, proxy = get_budget("quick"), get_budget("proxy")
+    assert (quick.image_size, quick.end_to_end, quick.neck_init) == (proxy.image_size, False, proxy.neck_init)
+    assert quick.train_images < proxy.train_images and quick.val_images < proxy.val_images
+    assert quick.backbone_steps * quick.batch < proxy.backbone_steps * proxy.batch
+    assert quick.steps * quick.batch < proxy.steps * proxy.batch

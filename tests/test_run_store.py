@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from nasfpn.search.records import TrialRecord
 from nasfpn.search.store import append_trial, read_trial_log, redact, redact_argv
 
 
@@ -34,13 +35,17 @@ def _record(i, **extra):
             "metrics": {"AP": 0.1 * i}, "ended": float(i), **extra}
 
 
+def _appended(run_dir, i, **extra):
+    append_trial(run_dir, TrialRecord.from_dict(_record(i, **extra)))
+
+
 def test_the_trial_log_skips_and_names_what_it_cannot_read(tmp_path):
     lines = [json.dumps(_record(0, genotype="g")), "not json", json.dumps({"trial_id": 3}),
              json.dumps(_record(1, genotype="g")), json.dumps(_record(3)),  # complete, but no genotype
              json.dumps(_record(4, genotype="g", metrics={"AP": "high"})), json.dumps(_record(2))[:30]]
     (tmp_path / "trials.jsonl").write_text("\n".join(lines))
     log = read_trial_log(tmp_path)
-    assert [r["name"] for r in log.records] == ["t0", "t1"]
+    assert [r.name for r in log.records] == ["t0", "t1"]
     assert log.unreadable == [2, 3, 5, 6, 7] and log.torn_last
     assert log.warnings() == [f"{tmp_path / 'trials.jsonl'}:7: the last line is incomplete (the run was killed "
                               "while writing it); the complete trials are reported",
@@ -48,17 +53,16 @@ def test_the_trial_log_skips_and_names_what_it_cannot_read(tmp_path):
 
 
 def test_an_append_after_a_torn_line_starts_a_line_of_its_own(tmp_path):
-    append_trial(tmp_path, _record(0, state="pruned"))
+    _appended(tmp_path, 0, state="pruned")
     with open(tmp_path / "trials.jsonl", "a") as f:
         f.write('{"trial_id": "id1", "kind": "sea')  # killed mid-write
-    append_trial(tmp_path, _record(2, state="failed"))
+    _appended(tmp_path, 2, state="failed")
     log = read_trial_log(tmp_path)
-    assert [r["name"] for r in log.records] == ["t0", "t2"]
+    assert [r.name for r in log.records] == ["t0", "t2"]
     assert log.unreadable == [2] and not log.torn_last
 
 
 def test_the_last_record_of_a_trial_wins_and_order_is_by_end(tmp_path):
-    for record in (_record(1, state="failed"), _record(0, state="pruned"), _record(1, state="pruned", ended=5.0)):
-        append_trial(tmp_path, record)
-    assert [(r["name"], r["state"]) for r in read_trial_log(tmp_path).records] == [("t0", "pruned"),
-                                                                                   ("t1", "pruned")]
+    for i, extra in ((1, {"state": "failed"}), (0, {"state": "pruned"}), (1, {"state": "pruned", "ended": 5.0})):
+        _appended(tmp_path, i, **extra)
+    assert [(r.name, r.state) for r in read_trial_log(tmp_path).records] == [("t0", "pruned"), ("t1", "pruned")]

@@ -253,7 +253,8 @@ def test_a_damaged_manifest_or_study_is_one_line_naming_the_file(tmp_path, cache
     tampered["args"]["budget"] = "enormous"
     (run / "manifest.json").write_text(json.dumps(tampered))
     assert main(["search", "--resume", str(run), "--no-progress"]) == 2
-    assert capsys.readouterr().err.strip() == "nasfpn search: --budget enormous: expected one of smoke, proxy, full"
+    assert capsys.readouterr().err.strip() == ("nasfpn search: --budget enormous: expected one of "
+                                               "smoke, quick, proxy, full")
     (run / "manifest.json").write_text(good)
     (run / "study.db").write_bytes(b"this is not a database" * 100)
     assert main(["search", "--resume", str(run), "--no-progress"]) == 2

@@ -12,6 +12,7 @@ from ray.tune.search import Searcher
 
 import nasfpn
 from nasfpn.search.asha import RungHalving
+from nasfpn.search.records import TrialReport
 from nasfpn.search.sampling import OptunaSuggester, make_sampler, option_label
 from nasfpn.search.searcher import NeckSearcher
 from nasfpn.search.store import append_trial, read_trials
@@ -108,13 +109,14 @@ def test_a_resumed_searcher_takes_the_study_as_the_record_of_what_finished(searc
     configs = {i: searcher.suggest(i) for i in "abcde"}  # a, b: baselines; c, d, e: sampled
     searcher.on_trial_complete("a", {"final": True, "AP": 0.30, "rung": 2, "ap_rung": 0.3})
     searcher.on_trial_complete("c", {"final": True, "AP": 0.25, "neck_flops": 1e9})
-    append_trial(tmp_path, searcher._record("d", configs["d"], {"final": True, "AP": 0.21}, error=False))
+    finished = TrialReport.from_dict({"final": True, "AP": 0.21})
+    append_trial(tmp_path, searcher._record("d", searcher.trials["d"], finished, error=False))
     orphan = searcher.study.ask()
     orphan.set_user_attr("nasfpn_run", "this-run")
     other = searcher.study.ask()
     other.set_user_attr("nasfpn_run", "another-run")
     records = read_trials(tmp_path)
-    assert [r["name"] for r in records] == ["fpn", f"t{configs['c']['number']}", f"t{configs['d']['number']}"]
+    assert [r.name for r in records] == ["fpn", f"t{configs['c']['number']}", f"t{configs['d']['number']}"]
 
     fresh = NeckSearcher(searcher.space, searcher.storage, "test", "tpe", 0, ["ap"], str(tmp_path), run_id="this-run")
     assert fresh.resume(records, ["fpn", "bifpn"], trials=10) == 1 + 8  # bifpn, and 10 - 2 sampled
@@ -136,7 +138,7 @@ def test_a_finished_trial_told_twice_is_not_an_error(searcher):
     for i in "abc":
         searcher.suggest(i)
     searcher.on_trial_complete("c", {"final": True, "AP": 0.2})
-    searcher._tell(searcher.trials["c"]["number"], "COMPLETE", [0.2])  # e.g. again after a resume
+    searcher._tell(searcher.trials["c"].number, "COMPLETE", [0.2])  # e.g. again after a resume
     searcher.on_trial_result("c", {"rung": 1, "ap_rung": 0.1, "final": False})
     assert searcher.study.trials[0].state == State.COMPLETE
 

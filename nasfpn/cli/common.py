@@ -109,21 +109,18 @@ def check_device(device: str) -> str:
 
 
 def proxy_session(args, levels):
-    """Data, budget and the shared backbone/features for the proxy-trainer options."""
+    """The proxy session (data, budget, shared backbone and features) the proxy-trainer options ask for."""
     import torch
 
     from ..proxy.budgets import get_budget
-    from ..proxy.data import load_data
-    from ..proxy.prepare import prepare
+    from ..proxy.session import ProxySession
 
     device = check_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    budget = get_budget(args.budget, steps=args.steps)
-    data = load_data(args.data, budget.image_size, budget.train_images, budget.val_images,
-                     cache=args.cache)
-    for note in data.notes:
+    session = ProxySession.open(args.data, get_budget(args.budget, steps=args.steps), levels=tuple(levels),
+                                backbone_seed=args.backbone_seed, cache=args.cache, device=device,
+                                progress=not args.no_progress)
+    for note in session.data.notes:
         print(f"warning: {args.data}: {note}")
-    prepared = prepare(data, budget, levels=tuple(levels), device=device, backbone_seed=args.backbone_seed,
-                       cache=args.cache, progress=not args.no_progress)
-    return prepared, device
+    return session

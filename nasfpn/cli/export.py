@@ -40,7 +40,7 @@ def genotype_from(source: str, rank: int):
         records = read_trials(path)
         if not records:
             raise UserError(f"{path}: no finished trials (is this a search run directory?)")
-        searched = [r for r in ranked(records) if r["kind"] != "baseline"]
+        searched = [r for r in ranked(records) if not r.is_baseline]
         if not 1 <= rank <= len(searched):
             raise UserError(f"{path}: --rank {rank} is out of range: {len(searched)} completed sampled necks")
         return genotype_of(searched[rank - 1])

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..dsl import zoo_names
+from ..proxy.budgets import BUDGETS
 from .common import UserError, bounded_int, finite_float, seed
 
 
@@ -17,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--space", help="search-space YAML (e.g. search_spaces/nasfpn_space.yaml)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--trials", type=bounded_int(1), default=40, help="sampled necks to train (default 40)")
-    p.add_argument("--budget", default="proxy", choices=["smoke", "proxy", "full"])
+    p.add_argument("--budget", default="proxy", choices=list(BUDGETS))
     p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2")
     p.add_argument("--objective", default="ap", help="ap (default) or ap,flops")
     p.add_argument("--concurrency", type=bounded_int(1), help="trials at once (default: cluster CPUs / cpus-per-trial)")
@@ -66,8 +67,16 @@ def run(args) -> int:
     board = run_dir / "leaderboard.md"
     if board.exists():
         print(board.read_text())
-        print(f"wrote {run_dir}/: leaderboard.md, trials.csv, pareto.png, progress.png, best_cell.png")
+        print(f"wrote {run_dir}/: leaderboard.md, trials.csv, pareto.png, progress.png, best_cell.png, "
+              "best_genotype.yaml")
     if not finished:
         print(f"the search stopped before its last trial: continue it with\n  nasfpn search --resume {run_dir}")
         return 130
+    if board.exists():
+        print(f"next: export the best cell as plain PyTorch with\n"
+              f"  nasfpn export {run_dir} --format py --out best_neck.py")
+        if opts.budget != "proxy":
+            space = args.space or run_dir / "space.yaml"
+            print(f"or run a real search at the proxy budget:\n"
+                  f"  nasfpn search --space {space} --budget proxy --trials 40")
     return 0

@@ -6,6 +6,7 @@ import json
 
 from ..dsl import SearchSpace, read, to_yaml
 from ..files import output_dir, write_text
+from ..proxy.budgets import BUDGETS
 from .common import UserError, bounded_int, proxy_session, seed, write_json
 
 
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
 
 def add_proxy_options(p) -> None:
     p.add_argument("--data", default="synthetic", help="synthetic (built in) or coco:DIR")
-    p.add_argument("--budget", default="proxy", choices=["smoke", "proxy", "full"])
+    p.add_argument("--budget", default="proxy", choices=list(BUDGETS))
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--steps", type=bounded_int(1), help="override the budget's training steps")
     p.add_argument("--threads", type=bounded_int(1, 4096), help="CPU threads for torch (default: torch's choice)")
@@ -42,8 +43,8 @@ def run(args) -> int:
                         "`nasfpn show SPACE --seed N`)")
     out = output_dir(args.out, "--out")
     write_text(out / "genotype.yaml", to_yaml(genotype))
-    prepared, device = proxy_session(args, genotype.levels)
-    metrics = run_trial(genotype, prepared, seed=args.seed, device=device, progress=not args.no_progress)
+    session = proxy_session(args, genotype.levels)
+    metrics = run_trial(genotype, session, seed=args.seed, progress=not args.no_progress)
     write_json(out / "metrics.json", metrics)
     print(json.dumps({k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}, indent=None))
     print(f"train {metrics['train_seconds']:.1f} s ({metrics['images_per_second']:.0f} img/s); "

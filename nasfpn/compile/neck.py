@@ -12,14 +12,14 @@ from typing import List, Sequence, Tuple
 
 from torch import Tensor, nn
 
-from ..dsl.schema import Genotype, Node, level_name
-from ..dsl.vocab import NORM_OPS
+from ..dsl.schema import Genotype, level_name
 from ..errors import NasfpnError
-from ..ops.blocks import ASPP, GatedFusion, LastStack, ResidualAugmentation, ScaleWiseAggregation
-from ..ops.fuse import make_combine
+from ..ops.blocks import Feedback
 from ..ops.post import make_ops
-from ..ops.resample import make_edge
+from ..ops.registry import get
+from ..ops.resample import make_edge, size_of
 from .plan import NodePlan, Plan, make_plan
+from .sites import aggregate_site, combine_site, extra_site
 
 
 class NeckBuildError(NasfpnError, ValueError):
@@ -31,31 +31,26 @@ class NodeModule(nn.Module):
 
     def __init__(self, plan: NodePlan, size_index: int, channels: int):
         super().__init__()
-        node: Node = plan.node
+        node = plan.node
         self.size_index = size_index
-        self.edges = nn.ModuleList(make_edge(i, lv, node.level, node.upsample, node.downsample, channels)
-                                   for i, lv in plan.inputs)
-        self.unused = nn.ModuleList(make_edge(i, lv, node.level, node.upsample, node.downsample, channels)
-                                    for i, lv in plan.unused)
-        if node.block == "residual_augmentation":
-            self.combine = ResidualAugmentation(channels, node.param_dict["ratios"])
-        else:
-            levels = [lv for _, lv in plan.inputs]
-            coarse = 0 if len(levels) < 2 or levels[0] >= levels[1] else 1
-            norm_follows = bool(node.post) and node.post[0] in NORM_OPS
-            self.combine = make_combine(node.combine, node.fusion, len(plan.inputs), channels, coarse,
-                                        norm_follows)
+        self.sources = [i for i, _ in plan.inputs]
+        self.unused_sources = [i for i, _ in plan.unused]
+        self.edges = nn.ModuleList(make_edge(lv, node.level, node.upsample, node.downsample, channels)
+                                   for _, lv in plan.inputs)
+        self.unused = nn.ModuleList(make_edge(lv, node.level, node.upsample, node.downsample, channels)
+                                    for _, lv in plan.unused)
+        op, site = combine_site(plan, channels)
+        self.combine = op.build(site)
         self.post = make_ops(node.post, channels, channels)
 
     def forward(self, feats: List[Tensor]) -> Tensor:
-        ref = feats[self.size_index]
-        size = [ref.shape[-2], ref.shape[-1]]
+        size = size_of(feats[self.size_index])
         xs: List[Tensor] = []
-        for edge in self.edges:
-            xs.append(edge(feats, size))
+        for i, edge in enumerate(self.edges):
+            xs.append(edge(feats[self.sources[i]], size))
         y = self.combine(xs)
-        for edge in self.unused:
-            y = y + edge(feats, size)
+        for i, edge in enumerate(self.unused):
+            y = y + edge(feats[self.unused_sources[i]], size)
         return self.post(y)
 
 
@@ -73,24 +68,6 @@ class CellModule(nn.Module):
         for node in self.nodes:
             feats.append(node(feats))
         return [feats[i] for i in self.outputs]
-
-
-class Extra(nn.Module):
-    """Makes a coarser level the backbone lacks from the previous map."""
-
-    def __init__(self, kind: str, in_channels: int, channels: int, relu_first: bool):
-        super().__init__()
-        layers: list[nn.Module] = [nn.ReLU()] if relu_first else []
-        if kind == "conv":
-            layers.append(nn.Conv2d(in_channels, channels, 3, stride=2, padding=1))
-        else:
-            if in_channels != channels:
-                layers += [nn.Conv2d(in_channels, channels, 1, bias=False), nn.BatchNorm2d(channels)]
-            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
 
 
 class StemModule(nn.Module):
@@ -114,7 +91,7 @@ class StemModule(nn.Module):
         extras = []
         width = in_channels[-1] if self.from_input else channels
         for k in range(len(g.levels) - len(in_channels)):
-            extras.append(Extra(stem.extra, width, channels, relu_first=stem.extra_relu and k > 0))
+            extras.append(get("extra", stem.extra).build(extra_site(stem, k, width, channels)))
             width = channels
         self.extras = nn.ModuleList(extras)
         self.nodes = nn.ModuleList(NodeModule(p, plan.levels.index(p.node.level), channels)
@@ -147,8 +124,7 @@ class PyramidGraph(nn.Module):
             self.cells = nn.ModuleList([shared] * g.cell.repeats)
         else:
             self.cells = nn.ModuleList(CellModule(plan, channels) for _ in range(g.cell.repeats))
-        self.aggregate = (ScaleWiseAggregation(len(g.levels), g.cell.repeats, channels)
-                          if g.cell.aggregate == "sfam" else LastStack())
+        self.aggregate = get("aggregate", g.cell.aggregate).build(aggregate_site(g, channels))
 
     def forward(self, inputs: List[Tensor]) -> List[Tensor]:
         feats, stem_feats = self.stem(inputs)
@@ -157,24 +133,6 @@ class PyramidGraph(nn.Module):
             feats = cell(feats, stem_feats)
             stacks.append(feats)
         return self.aggregate(stacks)
-
-
-class Feedback(nn.Module):
-    """DetectoRS RFP: ASPP of the pyramid, fed back into the backbone; gated fusion of the passes."""
-
-    def __init__(self, channels: int, dilations: Sequence[int], n_backbone_levels: int, steps: int):
-        super().__init__()
-        self.steps = steps
-        self.n_backbone_levels = n_backbone_levels
-        self.aspp = ASPP(channels, dilations)
-        self.fuse = GatedFusion(channels)
-
-    def signals(self, outs: Sequence[Tensor]) -> List[Tensor]:
-        """What the backbone receives: ASPP of each pyramid level the backbone produces."""
-        return [self.aspp(x) for x in outs[: self.n_backbone_levels]]
-
-    def merge(self, new: Sequence[Tensor], old: Sequence[Tensor]) -> List[Tensor]:
-        return [self.fuse(a, b) for a, b in zip(new, old)]
 
 
 class Neck(nn.Module):
@@ -198,8 +156,9 @@ class Neck(nn.Module):
         self.num_outs = len(g.levels)
         self.levels = g.levels
         self.graph = PyramidGraph(g, in_channels, self.out_channels)
-        self.feedback = (Feedback(self.out_channels, g.feedback.aspp_dilations, len(in_channels),
-                                  g.feedback.steps) if g.feedback is not None else None)
+        self.feedback = (Feedback(self.out_channels, g.feedback.aspp_dilations, len(in_channels), g.feedback.steps,
+                                  get("feedback_fusion", g.feedback.fusion).make)
+                         if g.feedback is not None else None)
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         if len(inputs) != len(self.in_channels):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..dsl.schema import Genotype, Node, level_name
+from ..ops.registry import get
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,10 @@ def describe(plan: Plan) -> list[str]:
 
 
 def _symmetric(node: Node, levels: list[int]) -> bool:
-    """Whether swapping the node's inputs leaves the function class unchanged."""
-    if node.block is not None or node.combine == "global_attention_mmdet":
-        return False
-    if node.combine == "global_attention":  # the coarser input gates; a tie makes order matter
-        return len(set(levels)) == len(levels)
-    return True  # sum (weights follow their inputs), concat + 1x1 conv
+    """Whether swapping the node's inputs leaves the function class unchanged (the op's entry
+    says; sum's weights follow their inputs, concat + 1x1 conv is symmetric too)."""
+    op = get("block", node.block) if node.block is not None else get("combine", node.combine)
+    return op.symmetric(levels)
 
 
 def graph_key(g: Genotype) -> str:

@@ -88,8 +88,9 @@ def _check_node(node: Node, raw: dict, path: str, visible: list[str], own: str, 
     n = len(node.inputs)
     if node.block is not None:
         spec = vocab.BLOCKS[node.block]
-        if n != spec["inputs"]:
-            error(f"{path}.inputs", f"block '{node.block}' takes exactly {spec['inputs']} input(s), got {n}")
+        problem = vocab.arity_problem("block", node.block, n)
+        if problem:
+            error(f"{path}.inputs", problem)
         for key in ("combine", "fusion"):
             if key in raw:
                 error(f"{path}.{key}", f"a block node has no '{key}': block '{node.block}' combines itself")
@@ -105,16 +106,15 @@ def _check_node(node: Node, raw: dict, path: str, visible: list[str], own: str, 
         return
     if node.params:
         error(f"{path}.params", "params are only for block nodes (set `block:`)")
-    if node.combine.startswith("global_attention") and n != 2:
-        error(f"{path}.inputs", f"combine '{node.combine}' takes exactly 2 inputs, got {n}")
+    problem = vocab.arity_problem("combine", node.combine, n)
+    if problem:
+        error(f"{path}.inputs", problem)
     if node.fusion != "none":
         if node.combine != "sum":
             error(f"{path}.fusion", f"fusion '{node.fusion}' weights a sum: it needs combine 'sum', "
                                     f"not '{node.combine}'")
-        elif n < 2:
-            error(f"{path}.fusion", f"fusion '{node.fusion}' needs at least 2 inputs, got {n}")
-    if node.combine == "concat" and n < 2:
-        error(f"{path}.inputs", "combine 'concat' needs at least 2 inputs")
+        elif vocab.arity_problem("fusion", node.fusion, n):
+            error(f"{path}.fusion", vocab.arity_problem("fusion", node.fusion, n))
 
 
 def _check_outputs(cell: Cell, levels: tuple[int, ...], error) -> None:

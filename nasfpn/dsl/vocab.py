@@ -1,74 +1,84 @@
-"""The words of the DSL: every op name a file may use, with the one-line meaning shown in errors."""
+"""The words of the DSL, with the one-line meaning shown in errors.
 
-COMBINE = {
-    "sum": "element-wise sum of the resampled inputs (weighted by `fusion`)",
-    "global_attention": "NAS-FPN 'global pooling' as in the TF reference: "
-    "coarser + finer * sigmoid(global max pool of coarser); exactly 2 inputs",
-    "global_attention_mmdet": "mmdetection's GlobalPoolingCell: "
-    "second + first * sigmoid(global avg pool of second); exactly 2 inputs",
-    "concat": "concatenate the resampled inputs, then a 1x1 conv back to `channels`",
-}
+The op words (combine ops, fusion weightings, resampling, post-ops, extras, named blocks,
+aggregations, feedback fusions) are declared by the op registry (`nasfpn.ops`), one entry per op,
+which calls `declare` for each when nasfpn is imported: the DSL validates against exactly the ops
+the compiler can build, without importing torch. The structural words below are the DSL's own.
+"""
 
-FUSION = {
-    "none": "plain sum",
-    "fast_normalized": "BiFPN: sum(relu(w_i) x_i) / (eps + sum relu(w_j)), one scalar per input",
-    "softmax": "sum(softmax(w)_i x_i), one scalar per input",
-    "channel_fast_normalized": "fast_normalized with one weight per input and channel",
-    "channel_softmax": "softmax with one weight per input and channel",
-    "channel_attention": "SE-style: weights per input and channel from the pooled sum, softmax over inputs",
-    "spatial_attention": "AugFPN adaptive spatial fusion: a weight map per input from the concatenation",
-}
+from __future__ import annotations
 
-UPSAMPLE = {"nearest": "nearest-neighbour", "bilinear": "bilinear, align_corners=False"}
+from dataclasses import dataclass
 
-DOWNSAMPLE = {
-    "maxpool": "max-pool, kernel = stride = 2^k (ceil mode)",
-    "avgpool": "average-pool, kernel = stride = 2^k (ceil mode)",
-    "conv": "a learned 3x3 stride-2 conv, then max-pool for any remaining factor",
-}
+COMBINE: dict[str, str] = {}
+FUSION: dict[str, str] = {}
+UPSAMPLE: dict[str, str] = {}
+DOWNSAMPLE: dict[str, str] = {}
+POST_OPS: dict[str, str] = {}
+EXTRA: dict[str, str] = {}
+AGGREGATE: dict[str, str] = {}
+FEEDBACK_FUSION: dict[str, str] = {}
+BLOCKS: dict[str, dict] = {}   # name -> {"inputs": n, "params": {param: (type, default, about)}, "about"}
+CONV_OPS: set[str] = set()     # post-ops that set the width (a conv); the others keep it
+NORM_OPS: set[str] = set()     # post-ops after which a conv needs no bias
 
-POST_OPS = {
-    "relu": "ReLU",
-    "swish": "swish / SiLU",
-    "conv1x1": "1x1 conv (bias only when no norm follows)",
-    "conv3x3": "3x3 conv (bias only when no norm follows)",
-    "sepconv3x3": "depthwise 3x3 then pointwise 1x1 conv",
-    "bn": "BatchNorm",
-    "gn": "GroupNorm (32 groups; fewer for narrow widths, at least 2 channels per group)",
-}
-CONV_OPS = ("conv1x1", "conv3x3", "sepconv3x3")
-NORM_OPS = ("bn", "gn")
+TABLES = {"combine": COMBINE, "fusion": FUSION, "upsample": UPSAMPLE, "downsample": DOWNSAMPLE,
+          "post": POST_OPS, "extra": EXTRA, "aggregate": AGGREGATE, "feedback_fusion": FEEDBACK_FUSION,
+          "block": BLOCKS}
 
-EXTRA = {
-    "conv": "3x3 stride-2 conv (RetinaNet P6/P7)",
-    "maxpool": "2x2 stride-2 max-pool, after a 1x1 conv + BN when the source width differs (NAS-FPN, BiFPN)",
+
+@dataclass(frozen=True)
+class Arity:
+    """How many inputs a node using the op may have."""
+
+    low: int = 1
+    high: int | None = None
+
+    def problem(self, kind: str, name: str, n: int) -> str | None:
+        plural = "input" if self.low == 1 else "inputs"
+        if self.low == self.high and n != self.low:
+            return f"{kind} '{name}' takes exactly {self.low} {plural}, got {n}"
+        if n < self.low:
+            return f"{kind} '{name}' needs at least {self.low} {plural}, got {n}"
+        if self.high is not None and n > self.high:
+            return f"{kind} '{name}' takes at most {self.high} {plural}, got {n}"
+        return None
+
+
+ARITY: dict[tuple[str, str], Arity] = {}
+
+
+def declare(kind: str, name: str, about: str, arity: Arity = Arity(), role: str | None = None,
+            params: dict | None = None) -> None:
+    """Make `name` a word of the DSL for ops of `kind` (called by the op registry)."""
+    if kind not in TABLES:
+        raise ValueError(f"unknown op kind {kind!r} (expected one of {', '.join(TABLES)})")
+    if name in TABLES[kind]:
+        raise ValueError(f"{kind} op {name!r} is declared twice")
+    if kind == "block":
+        BLOCKS[name] = {"inputs": arity.low, "params": dict(params or {}), "about": about}
+    else:
+        TABLES[kind][name] = about
+    ARITY[(kind, name)] = arity
+    if role == "conv":
+        CONV_OPS.add(name)
+    elif role == "norm":
+        NORM_OPS.add(name)
+
+
+def arity_problem(kind: str, name: str, n: int) -> str | None:
+    """The message for a node with `n` inputs using op `name` of `kind`, or None if that is fine."""
+    arity = ARITY.get((kind, name))
+    return arity.problem(kind, name, n) if arity else None
+
+
+LATERAL_WHEN = {
+    "always": "apply the lateral ops to every backbone map (FPN)",
+    "channels_differ": "only where the backbone width differs from `channels` (NAS-FPN, BiFPN)",
 }
 EXTRA_SOURCE = {
     "input": "the coarsest backbone map (C5)",
     "lateral": "the lateral of the coarsest backbone map (P5)",
 }
-LATERAL_WHEN = {
-    "always": "apply the lateral ops to every backbone map (FPN)",
-    "channels_differ": "only where the backbone width differs from `channels` (NAS-FPN, BiFPN)",
-}
-AGGREGATE = {
-    "last": "the neck's outputs are the last stack's outputs",
-    "sfam": "M2Det SFAM: per level, concatenate every stack's output, SE channel attention, 1x1 conv",
-}
-
-# Named blocks: the smallest constructs for what plain merge nodes cannot say. Each entry is
-# {param: (type, default, description)}; a block node takes exactly `inputs` inputs.
-BLOCKS = {
-    "residual_augmentation": {
-        "inputs": 1,
-        "params": {
-            "ratios": (list, [0.1, 0.2, 0.3], "adaptive-pool sizes as fractions of the input size"),
-        },
-        "about": "AugFPN residual feature augmentation: adaptive average pools at several ratios, "
-        "1x1 conv each, bilinear upsample, adaptive spatial fusion",
-    },
-}
-
-FEEDBACK_FUSION = {"gated": "DetectoRS: s = sigmoid(conv1x1(new)); s * new + (1 - s) * old"}
 
 KINDS = ("genotype", "space")

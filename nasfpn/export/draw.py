@@ -11,27 +11,23 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..compile.plan import make_plan
 from ..dsl.schema import Genotype, Node, level_name
+from ..ops.registry import get
 from .plots import new_figure, save_figure
 
-_OP_LABEL = {"sum": "+", "global_attention": "GP", "global_attention_mmdet": "GP'", "concat": "cat"}
-_FUSION_LABEL = {"fast_normalized": "w+", "softmax": "sm+", "channel_fast_normalized": "cw+",
-                 "channel_softmax": "csm+", "channel_attention": "SE+", "spatial_attention": "ASF"}
 _EDGE_COLOR = {"up": "#1f77b4", "down": "#d62728", "same": "#555555"}
 _OUT_COLOR, _NODE_COLOR, _INPUT_COLOR, _STEM_COLOR = "#ffe9a8", "#dbe9f6", "#eeeeee", "#e3f2d9"
 
 
-_POST_SHORT = {"relu": "R", "swish": "S", "conv1x1": "C1", "conv3x3": "C", "sepconv3x3": "SC",
-               "bn": "B", "gn": "G"}
-
-
 def _op_label(node: Node) -> str:
-    if node.block is None and len(node.inputs) == 1:  # not a merge: name its post-ops (paper: R-C-B)
-        return "-".join(_POST_SHORT[op] for op in node.post) or "id"
+    """The registry's labels: the post-ops of a node that does not merge (paper: R-C-B), else
+    its block, fusion or combine op."""
+    if node.block is None and len(node.inputs) == 1:
+        return "-".join(get("post", op).label for op in node.post) or "id"
     if node.block is not None:
-        return "RFA" if node.block == "residual_augmentation" else node.block
+        return get("block", node.block).label
     if node.fusion != "none":
-        return _FUSION_LABEL.get(node.fusion, node.fusion)
-    return _OP_LABEL.get(node.combine, node.combine)
+        return get("fusion", node.fusion).label
+    return get("combine", node.combine).label
 
 
 def draw_cell(g: Genotype, path: str | Path, title: str | None = None) -> Path:

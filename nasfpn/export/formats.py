@@ -37,9 +37,11 @@ def export(g: Genotype, fmt: str, out: str | Path, in_channels: Sequence[int], o
         raise ExportError(str(err)) from None
     if fmt == "yaml":
         return write_text(out, to_yaml(g))
-    neck = build_neck(g, in_channels, out_channels).eval()
     if fmt == "py":
-        return write_standalone(neck, out, class_name)
+        with torch.device("meta"):  # the widths must build; the file is written from the plan
+            build_neck(g, in_channels, out_channels)
+        return write_standalone(g, in_channels, out, out_channels, class_name)
+    neck = build_neck(g, in_channels, out_channels).eval()
     if fmt == "torchscript":
         with warnings.catch_warnings(), atomic_output(out) as tmp:
             warnings.simplefilter("ignore", DeprecationWarning)

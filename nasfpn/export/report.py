@@ -8,28 +8,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..dsl import from_yaml, load, to_yaml
+from ..dsl import Genotype, from_yaml, load, to_yaml
 from ..files import atomic_output, write_text
+from ..search.records import COMPLETE, TrialRecord
 from ..search.store import read_trials, trials_frame
 from .draw import draw_cell
 from .plots import label_points, log_x_axis, merge_close, new_figure, save_figure
 
 
-def _ap(record: dict) -> float:
-    ap = (record.get("metrics") or {}).get("AP")
-    return float("nan") if ap is None else float(ap)
-
-
-def ranked(records: list[dict]) -> list[dict]:
+def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
     """Completed trials, search and baseline, best AP first."""
-    done = [r for r in records if r["state"] == "complete" and not math.isnan(_ap(r))]
-    return sorted(done, key=lambda r: -_ap(r))
+    return sorted((r for r in records if r.has_ap), key=lambda r: -r.ap)
 
 
-def genotype_of(record: dict):
-    if record["kind"] == "baseline":
-        return load(record["name"])
-    return from_yaml(record["genotype"], source=f"trials.jsonl, trial {record['name']}")
+def genotype_of(record: TrialRecord) -> Genotype:
+    if record.is_baseline:
+        return load(record.name)
+    return from_yaml(record.genotype, source=f"trials.jsonl, trial {record.name}")
 
 
 def _fmt(value, scale=100.0, digits=1) -> str:
@@ -38,42 +33,42 @@ def _fmt(value, scale=100.0, digits=1) -> str:
     return f"{value * scale:.{digits}f}"
 
 
-def leaderboard(records: list[dict]) -> str:
+def leaderboard(records: list[TrialRecord]) -> str:
     rows = ranked(records)
-    baselines = [r for r in rows if r["kind"] == "baseline"]
+    baselines = [r for r in rows if r.is_baseline]
     best_base = baselines[0] if baselines else None
-    counts = pd.Series([r["state"] for r in records]).value_counts().to_dict() if records else {}
+    counts = pd.Series([r.state for r in records]).value_counts().to_dict() if records else {}
     lines = [f"Trials: {len(records)} finished ({', '.join(f'{v} {k}' for k, v in counts.items())}). "
-             + (f"Best baseline: {best_base['name']} at {_fmt(_ap(best_base))} AP." if best_base else ""), "",
+             + (f"Best baseline: {best_base.name} at {_fmt(best_base.ap)} AP." if best_base else ""), "",
              "| rank | genotype | kind | AP | Δ best baseline | APs | APm | APl | neck params (M) | neck GFLOPs "
              "| latency (ms) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for rank, r in enumerate(rows, 1):
-        m = r["metrics"]
-        ident = r["name"] if r["kind"] == "baseline" else f"{r['name']} `{r.get('key')}`"
-        delta = f"{(_ap(r) - _ap(best_base)) * 100:+.1f}" if best_base else "-"
-        lines.append(f"| {rank} | {ident} | {r['kind']} | {_fmt(m.get('AP'))} | {delta} | {_fmt(m.get('APs'))} | "
-                     f"{_fmt(m.get('APm'))} | {_fmt(m.get('APl'))} | {_fmt(m.get('neck_params'), 1e-6, 3)} | "
-                     f"{_fmt(m.get('neck_flops'), 1e-9, 3)} | {_fmt(m.get('latency_ms'), 1.0, 1)} |")
+        m = r.metrics
+        ident = r.name if r.is_baseline else f"{r.name} `{r.key}`"
+        delta = f"{(r.ap - best_base.ap) * 100:+.1f}" if best_base else "-"
+        lines.append(f"| {rank} | {ident} | {r.kind} | {_fmt(m.AP)} | {delta} | {_fmt(m.APs)} | "
+                     f"{_fmt(m.APm)} | {_fmt(m.APl)} | {_fmt(m.neck_params, 1e-6, 3)} | "
+                     f"{_fmt(m.neck_flops, 1e-9, 3)} | {_fmt(m.latency_ms, 1.0, 1)} |")
     return "\n".join(lines) + "\n"
 
 
-def pareto_plot(records: list[dict], path: Path) -> None:
+def pareto_plot(records: list[TrialRecord], path: Path) -> None:
     rows = ranked(records)
     fig, ax = new_figure((7, 4.5))
-    search = [r for r in rows if r["kind"] != "baseline"]
-    base = [r for r in rows if r["kind"] == "baseline"]
+    search = [r for r in rows if not r.is_baseline]
+    base = [r for r in rows if r.is_baseline]
     if search:
-        ax.scatter([r["metrics"]["neck_flops"] / 1e9 for r in search], [_ap(r) * 100 for r in search],
+        ax.scatter([r.metrics.neck_flops / 1e9 for r in search], [r.ap * 100 for r in search],
                    s=18, alpha=0.7, label="sampled necks")
         front, best = [], -1.0
-        for r in sorted(search, key=lambda r: r["metrics"]["neck_flops"]):
-            if _ap(r) > best:
+        for r in sorted(search, key=lambda r: r.metrics.neck_flops):
+            if r.ap > best:
                 front.append(r)
-                best = _ap(r)
-        ax.step([r["metrics"]["neck_flops"] / 1e9 for r in front], [_ap(r) * 100 for r in front], where="post",
+                best = r.ap
+        ax.step([r.metrics.neck_flops / 1e9 for r in front], [r.ap * 100 for r in front], where="post",
                 color="C0", lw=1, alpha=0.6, label="Pareto front")
-    points = [(r["name"], r["metrics"]["neck_flops"] / 1e9, _ap(r) * 100) for r in base]
+    points = [(r.name, r.metrics.neck_flops / 1e9, r.ap * 100) for r in base]
     if points:
         ax.scatter([x for _, x, _ in points], [y for _, _, y in points], marker="*", s=120, color="C3", zorder=3)
     label_points(ax, points, color="C3")
@@ -88,20 +83,20 @@ def pareto_plot(records: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def progress_plot(records: list[dict], path: Path) -> None:
-    search = [r for r in records if r["kind"] != "baseline"]
+def progress_plot(records: list[TrialRecord], path: Path) -> None:
+    search = [r for r in records if not r.is_baseline]
     fig, ax = new_figure((7, 4.5))
     best, xs, ys = float("-inf"), [], []
     for i, r in enumerate(search, 1):
-        if r["state"] == "complete" and not math.isnan(_ap(r)):
-            best = max(best, _ap(r))
+        if r.has_ap:
+            best = max(best, r.ap)
         if best > float("-inf"):
             xs.append(i)
             ys.append(best * 100)
     ax.step(xs, ys, where="post", label="best sampled so far")
-    done = [r for r in search if r["state"] == "complete"]
-    ax.scatter([search.index(r) + 1 for r in done], [_ap(r) * 100 for r in done], s=10, alpha=0.5, label="trial AP")
-    baselines = [(r["name"], _ap(r) * 100) for r in ranked([r for r in records if r["kind"] == "baseline"])]
+    done = [(i, r) for i, r in enumerate(search, 1) if r.state == COMPLETE]
+    ax.scatter([i for i, _ in done], [r.ap * 100 for _, r in done], s=10, alpha=0.5, label="trial AP")
+    baselines = [(r.name, r.ap * 100) for r in ranked([r for r in records if r.is_baseline])]
     for k, (_, y) in enumerate(baselines):
         ax.axhline(y, color=f"C{(k % 8) + 1}", ls="--", lw=1)
     for names, y in merge_close(baselines, gap=1.2):
@@ -125,11 +120,11 @@ def write_report(run_dir: Path) -> dict[str, Path]:
         trials_frame(records).to_csv(tmp, index=False)
     pareto_plot(records, out["pareto"])
     progress_plot(records, out["progress"])
-    best = [r for r in ranked(records) if r["kind"] != "baseline"]
+    best = [r for r in ranked(records) if not r.is_baseline]
     if best:
         g = genotype_of(best[0])
         out["best_genotype"] = run_dir / "best_genotype.yaml"
         write_text(out["best_genotype"], to_yaml(g))
         out["best_cell"] = draw_cell(g, run_dir / "best_cell.png",
-                                     title=f"best cell {best[0]['name']}: AP {_ap(best[0]) * 100:.1f}")
+                                     title=f"best cell {best[0].name}: AP {best[0].ap * 100:.1f}")
     return out

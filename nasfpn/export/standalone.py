@@ -1,10 +1,12 @@
-"""Export a compiled neck as a standalone .py file: plain PyTorch, no nasfpn import.
+"""Export a genotype as a standalone .py file: plain PyTorch, no nasfpn import.
 
-The file reads top to bottom like hand-written code: the few op classes the neck uses (their
-source, copied from nasfpn.ops), a `Cell` whose forward is one line per node, and the neck
-class with the mmdetection interface (in_channels, out_channels, num_outs; list in, tuple out).
-Submodules are built from the compiled module's own objects, so the two have the same weights
-layout; `load_compiled_state_dict` maps a compiled neck's state_dict onto the exported class.
+The file is written from the genotype's plan and the op registry, never from a built module: the
+op classes it uses are nasfpn's own source (copied, one copy of the code), each submodule is the
+registry's call for that op at that site (`Op.call_source`, the same arguments the compiler
+builds with), and it reads top to bottom: a `Cell` whose forward is one line per node, then the
+neck class with the mmdetection interface (in_channels, out_channels, num_outs; list in, tuple
+out). The submodules mirror the compiled neck's, so `load_compiled_state_dict` maps a compiled
+neck's state_dict onto the exported class by renaming prefixes.
 """
 
 from __future__ import annotations
@@ -13,191 +15,39 @@ import inspect
 import keyword
 import re
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
-from torch import nn
-
-from ..compile.neck import Neck, NodeModule
-from ..compile.plan import NodePlan, make_plan
+from ..compile import feedback as feedback_loop
+from ..compile.plan import NodePlan, Plan, make_plan
+from ..compile.sites import aggregate_site, combine_site, extra_site
+from ..dsl.schema import Genotype
 from ..files import write_text
-from ..ops import blocks, fuse, post, resample
-from ..ops.post import make_ops
+from ..ops.blocks import ASPP, Feedback
+from ..ops.post import post_sites
+from ..ops.registry import Site, Source, exported_name, get
+from ..ops.resample import edge_op, size_of
 
-HELPERS = '''
-def resize_up(x: Tensor, ref: Tensor, mode: str) -> Tensor:
-    """Upsample to the exact size of `ref` (odd sizes included)."""
-    return F.interpolate(x, size=[ref.shape[-2], ref.shape[-1]], mode=mode,
-                         align_corners=False if mode == "bilinear" else None)
+WIDTH = Source("width")
 
 
-def pool_to(x: Tensor, factor: int, ref: Tensor, kind: str = "max") -> Tensor:
-    """Pool by `factor` (ceil mode) to the exact size of `ref`."""
-    size = [ref.shape[-2], ref.shape[-1]]
-    if kind == "max":
-        y = F.max_pool2d(x, factor, factor, 0, 1, True)
-        return y if list(y.shape[-2:]) == size else F.adaptive_max_pool2d(x, size)
-    y = F.avg_pool2d(x, factor, factor, 0, True)
-    return y if list(y.shape[-2:]) == size else F.adaptive_avg_pool2d(x, size)
+@dataclass
+class _Module:
+    """What one generated class collects: constructor lines, forward lines, the compiled
+    state_dict prefix of each submodule, and the nasfpn sources its calls need."""
 
+    init: list[str] = field(default_factory=list)
+    body: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    sources: list = field(default_factory=list)
 
-def conv_down(conv: nn.Module, x: Tensor, factor: int, ref: Tensor) -> Tensor:
-    """A stride-2 conv, then max-pool for the rest of `factor`, to the exact size of `ref`."""
-    y = conv(x)
-    if factor > 2:
-        return pool_to(y, factor // 2, ref)
-    size = [ref.shape[-2], ref.shape[-1]]
-    return y if list(y.shape[-2:]) == size else F.adaptive_max_pool2d(y, size)
-'''
-
-
-class _Writer:
-    """Collects constructor expressions for modules and the op classes they need."""
-
-    def __init__(self):
-        self.classes: list[type] = []
-
-    def need(self, cls: type) -> None:
-        if cls not in self.classes:
-            for dep in _DEPENDS.get(cls, ()):
-                self.need(dep)
-            self.classes.append(cls)
-
-    def expr(self, m: nn.Module, width: str = "width", first_in: str | None = None) -> str:
-        """Python that builds a module like `m`; the neck width appears as the name `width`, and
-        the first conv's input width as `first_in` when given (a backbone width)."""
-        self._first_in = first_in
-        return self._expr(m, width)
-
-    def _expr(self, m: nn.Module, width: str) -> str:
-        def c(n: int) -> str:
-            return width if n == self.channels else str(n)
-
-        if isinstance(m, nn.Sequential) and type(m) is nn.Sequential:
-            return "nn.Sequential(" + ", ".join(self._expr(x, width) for x in m) + ")"
-        if isinstance(m, nn.Conv2d):
-            cin = c(m.in_channels)
-            if self._first_in is not None:
-                cin, self._first_in = self._first_in, None
-            args = [cin, c(m.out_channels), str(m.kernel_size[0])]
-            for key, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
-                value = getattr(m, key)
-                value = value[0] if isinstance(value, tuple) else value
-                if value != default:
-                    args.append(f"{key}={c(value) if key == 'groups' else value}")
-            if m.bias is None:
-                args.append("bias=False")
-            return f"nn.Conv2d({', '.join(args)})"
-        if isinstance(m, nn.BatchNorm2d):
-            if self._first_in is not None:  # a norm before the first conv sees the backbone width
-                return f"nn.BatchNorm2d({self._first_in})"
-            return f"nn.BatchNorm2d({c(m.num_features)})"
-        if isinstance(m, nn.GroupNorm):
-            return f"nn.GroupNorm({m.num_groups}, {c(m.num_channels)})"
-        if isinstance(m, nn.MaxPool2d):
-            return f"nn.MaxPool2d({m.kernel_size}, {m.stride}, ceil_mode={m.ceil_mode})"
-        simple = {nn.ReLU: "nn.ReLU()", nn.SiLU: "nn.SiLU()", nn.Sigmoid: "nn.Sigmoid()", nn.Identity: "nn.Identity()"}
-        if type(m) in simple:
-            return simple[type(m)]
-        self.need(type(m))
-        name = type(m).__name__
-        if isinstance(m, post.SeparableConv):
-            return f"{name}({c(m[0].in_channels)}, {c(m[1].out_channels)}, bias={m[1].bias is not None})"
-        if isinstance(m, fuse.WeightedSum):
-            mode = ("channel_" if m.per_channel else "") + ("softmax" if m.softmax else "fast_normalized")
-            channels = c(m.weight.shape[1]) if m.per_channel else width
-            return f'{name}({m.weight.shape[0]}, {channels}, "{mode}")'
-        if isinstance(m, fuse.ChannelAttentionFuse):
-            return f"{name}({m.n}, {c(m.squeeze[0].in_channels)}, reduction={m.reduction})"
-        if isinstance(m, fuse.SpatialAttentionFuse):
-            return f"{name}({m.weights[2].out_channels}, {c(m.weights[2].in_channels)})"
-        if isinstance(m, fuse.ConcatConv):
-            return f"{name}({m.conv.in_channels // m.conv.out_channels}, {c(m.conv.out_channels)}, bias={m.conv.bias is not None})"
-        if isinstance(m, blocks.ResidualAugmentation):
-            return f"{name}({c(m.convs[0].in_channels)}, {m.ratios})"
-        if isinstance(m, blocks.ScaleWiseAggregation):
-            return f"{name}({len(m.reduce)}, {m.reduce[0].in_channels // m.reduce[0].out_channels}, {c(m.reduce[0].out_channels)})"
-        if isinstance(m, blocks.ASPP):
-            return f"{name}({c(sum(b.out_channels for b in m.branches))}, {[b.dilation[0] for b in m.branches]})"
-        if isinstance(m, blocks.GatedFusion):
-            return f"{name}({c(m.gate.in_channels)})"
-        raise TypeError(f"no exporter for {name}")
-
-
-_DEPENDS = {fuse.SpatialAttentionFuse: (), blocks.ResidualAugmentation: (fuse.SpatialAttentionFuse,),
-            blocks.ScaleWiseAggregation: (blocks.SqueezeExcite,)}
-
-
-def _feature_names(plan) -> dict[int, str]:
-    names = {i: f"p{lv}" for i, lv in enumerate(plan.levels)}
-    for p in plan.stem + plan.cell:
-        names[p.index] = p.name
-    return names
-
-
-def _edge_code(edge: nn.Module, var: str, ref: str, attr: str) -> str:
-    if isinstance(edge, resample.Take):
-        return var
-    if isinstance(edge, resample.Upsample):
-        return f'resize_up({var}, {ref}, "{edge.mode}")'
-    if isinstance(edge, resample.PoolDown):
-        return f'pool_to({var}, {edge.factor}, {ref}, "{edge.kind}")'
-    if isinstance(edge, resample.ConvDown):
-        return f"conv_down(self.{attr}, {var}, {edge.rest * 2}, {ref})"
-    raise TypeError(type(edge).__name__)
-
-
-def _node_lines(p: NodePlan, module: NodeModule, names: dict[int, str], w: _Writer, prefix: str,
-                mapping: dict[str, str], init: list[str]) -> list[str]:
-    """Constructor lines go to `init`; returns the forward line(s) of one node."""
-    ref = f"p{p.node.level}"
-    ins = []
-    for e, ((index, _), edge) in enumerate(zip(p.inputs, module.edges)):
-        attr = f"{p.name}_down{e}"
-        if isinstance(edge, resample.ConvDown):
-            init.append(f"self.{attr} = {w.expr(edge.conv, 'width')}")
-            mapping[f"{prefix}.edges.{e}.conv"] = attr
-        ins.append(_edge_code(edge, names[index], ref, attr))
-    extras = []
-    for e, ((index, _), edge) in enumerate(zip(p.unused, module.unused)):
-        attr = f"{p.name}_unused_down{e}"
-        if isinstance(edge, resample.ConvDown):
-            init.append(f"self.{attr} = {w.expr(edge.conv, 'width')}")
-            mapping[f"{prefix}.unused.{e}.conv"] = attr
-        extras.append(_edge_code(edge, names[index], ref, attr))
-    combine = module.combine
-    if isinstance(combine, fuse.Sum):
-        value = " + ".join(ins) if len(ins) > 1 else ins[0]
-    elif isinstance(combine, fuse.GlobalAttention):
-        coarse, fine = ins[combine.coarse], ins[1 - combine.coarse]
-        value = f"{coarse} + {fine} * torch.sigmoid(torch.amax({coarse}, dim=(2, 3), keepdim=True))"
-        if "(" in coarse:  # compute the coarse input once
-            init_var = f"{p.name}_coarse"
-            return [f"{init_var} = {coarse}",
-                    *_finish(p, f"{init_var} + {fine} * torch.sigmoid(torch.amax({init_var}, dim=(2, 3), keepdim=True))",
-                             extras, module, w, prefix, mapping, init)]
-    elif isinstance(combine, fuse.GlobalAttentionMMDet):
-        value = f"{ins[1]} + {ins[0]} * torch.sigmoid({ins[1]}.mean(dim=(2, 3), keepdim=True))"
-        if "(" in ins[1]:
-            init_var = f"{p.name}_second"
-            return [f"{init_var} = {ins[1]}",
-                    *_finish(p, f"{init_var} + {ins[0]} * torch.sigmoid({init_var}.mean(dim=(2, 3), keepdim=True))",
-                             extras, module, w, prefix, mapping, init)]
-    else:
-        init.append(f"self.{p.name}_fuse = {w.expr(combine, 'width')}")
-        mapping[f"{prefix}.combine"] = f"{p.name}_fuse"
-        value = f"self.{p.name}_fuse([{', '.join(ins)}])"
-    return _finish(p, value, extras, module, w, prefix, mapping, init)
-
-
-def _finish(p, value, extras, module, w, prefix, mapping, init) -> list[str]:
-    for extra in extras:
-        value = f"({value}) + {extra}"
-    post_ops = module.post
-    if isinstance(post_ops, nn.Sequential) and len(post_ops) == 0:
-        return [f"{p.name} = {value}"]
-    init.append(f"self.{p.name}_post = {w.expr(post_ops, 'width')}")
-    mapping[f"{prefix}.post"] = f"{p.name}_post"
-    return [f"{p.name} = self.{p.name}_post({value})"]
+    def sub(self, attr: str, call: str, compiled: str | None, needs: Sequence = ()) -> str:
+        self.init.append(f"self.{attr} = {call}")
+        if compiled is not None:
+            self.keys[compiled] = attr
+        self.sources += [s for s in needs if s not in self.sources]
+        return f"self.{attr}"
 
 
 def check_class_name(name: str) -> str:
@@ -209,98 +59,147 @@ def check_class_name(name: str) -> str:
     return name
 
 
-def standalone_source(neck: Neck, class_name: str = "ExportedNeck") -> str:
+def _post_call(names: Sequence[str], in_channels, out_channels, needs: list) -> str | None:
+    """The source of `make_ops(names, ...)`: the op itself, nn.Sequential of them, or None."""
+    calls = []
+    for op, site in post_sites(names, in_channels, out_channels):
+        calls.append(op.call_source(site))
+        needs += op.sources(site)
+    if len(calls) == 1:
+        return calls[0]
+    return f"nn.Sequential({', '.join(calls)})" if calls else None
+
+
+def _node(p: NodePlan, names: dict[int, str], m: _Module, prefix: str) -> None:
+    """One node: its submodules go to `m.init`, its one forward line to `m.body`."""
+    node = p.node
+    ref = f"size_of(p{node.level})"
+    terms = []
+    for group, edges in (("in", p.inputs), ("unused", p.unused)):
+        for e, (index, level) in enumerate(edges):
+            found = edge_op(level, node.level, node.upsample, node.downsample)
+            if found is None:
+                terms.append(names[index])
+                continue
+            op, site = found
+            site = Site(channels=WIDTH, factor=site.factor)
+            compiled = f"{prefix}.{'edges' if group == 'in' else 'unused'}.{e}"
+            attr = m.sub(f"{p.name}_{group}{e}", op.call_source(site), compiled, op.sources(site))
+            terms.append(f"{attr}({names[index]}, {ref})")
+    n_in = len(p.inputs)
+    op, site = combine_site(p, WIDTH)
+    combine = m.sub(f"{p.name}_combine", op.call_source(site), f"{prefix}.combine", op.sources(site))
+    value = " + ".join([f"{combine}([{', '.join(terms[:n_in])}])", *terms[n_in:]])
+    needs: list = []
+    post = _post_call(node.post, WIDTH, WIDTH, needs)
+    if post is not None:
+        value = f"{m.sub(f'{p.name}_post', post, f'{prefix}.post', needs)}({value})"
+    m.body.append(f"{p.name} = {value}")
+
+
+def _feature_names(plan: Plan) -> dict[int, str]:
+    names = {i: f"p{lv}" for i, lv in enumerate(plan.levels)}
+    for p in plan.stem + plan.cell:
+        names[p.index] = p.name
+    return names
+
+
+def _cell(plan: Plan, names: dict[int, str]) -> _Module:
+    cell = _Module()
+    for j, p in enumerate(plan.cell):
+        _node(p, names, cell, f"nodes.{j}")
+    cell.body.append(f"return {', '.join(names[i] for i in plan.outputs)}")
+    return cell
+
+
+def _lateral(g: Genotype, i: int, neck: _Module) -> None:
+    level = f"p{g.levels[i]}"
+    needs: list = []
+    call = _post_call(g.stem.lateral, Source(f"in_channels[{i}]"), WIDTH, needs) or "nn.Sequential()"
+    if g.stem.lateral_when == "channels_differ":  # identity at equal widths, as compiled
+        call = f"nn.Identity() if in_channels[{i}] == width else {call}"
+    neck.sub(f"lateral_{level}", call, f"graph.stem.laterals.{i}", needs)
+    neck.body.append(f"{level} = self.lateral_{level}(inputs[{i}])")
+
+
+def _neck(g: Genotype, plan: Plan, names: dict[int, str], n_in: int) -> _Module:
+    neck = _Module()
+    levels = [f"p{lv}" for lv in g.levels]
+    for i in range(n_in):
+        _lateral(g, i, neck)
+    source = "inputs[-1]" if g.stem.extra_source == "input" else levels[n_in - 1]
+    op = get("extra", g.stem.extra)
+    for k, level in enumerate(levels[n_in:]):
+        width = Source("in_channels[-1]") if k == 0 and g.stem.extra_source == "input" else WIDTH
+        site = extra_site(g.stem, k, width, WIDTH)
+        neck.sub(f"extra_{level}", op.call_source(site), f"graph.stem.extras.{k}", op.sources(site))
+        neck.body.append(f"{level} = self.extra_{level}({source})")
+        source = level
+    for j, p in enumerate(plan.stem):
+        _node(p, names, neck, f"graph.stem.nodes.{j}")
+    if g.cell.share_weights and g.cell.repeats > 1:
+        neck.init += ["cell = Cell(width)", f"self.cells = nn.ModuleList([cell] * {g.cell.repeats})  # shared"]
+    else:
+        neck.init.append(f"self.cells = nn.ModuleList(Cell(width) for _ in range({g.cell.repeats}))")
+    op, site = get("aggregate", g.cell.aggregate), aggregate_site(g, WIDTH)
+    neck.sub("aggregate", op.call_source(site), "graph.aggregate", op.sources(site))
+    if g.feedback is not None:
+        fusion = get("feedback_fusion", g.feedback.fusion).make
+        call = (f"Feedback(width, {list(g.feedback.aspp_dilations)}, {n_in}, {g.feedback.steps}, "
+                f"{exported_name(fusion)})")
+        neck.sub("feedback", call, "feedback", [ASPP, fusion, Feedback, feedback_loop.run_pyramid])
+    stem_args = ", ".join(levels + [p.name for p in plan.stem])
+    neck.body += ["stacks = []", "for cell in self.cells:", f"    {', '.join(levels)} = cell({stem_args})",
+                  f"    stacks.append([{', '.join(levels)}])", "return tuple(self.aggregate(stacks))"]
+    return neck
+
+
+def _indent(lines: Sequence[str], spaces: int = 8) -> str:
+    return textwrap.indent("\n".join(lines), " " * spaces)
+
+
+def _table(keys: dict[str, str]) -> str:
+    return _indent([f'"{k}": "{v}",' for k, v in keys.items()], 4)
+
+
+def _op_sources(cell: _Module, neck: _Module) -> str:
+    """nasfpn's own source of every class and function the file calls, each once, in use order."""
+    ordered = [size_of]
+    for obj in cell.sources + neck.sources:
+        if obj not in ordered:
+            ordered.append(obj)
+    return "\n\n\n".join(textwrap.dedent(inspect.getsource(obj)).strip() for obj in ordered)
+
+
+def standalone_source(g: Genotype, in_channels: Sequence[int], out_channels: int | None = None,
+                      class_name: str = "ExportedNeck") -> str:
     check_class_name(class_name)
-    g = neck.genotype
+    out_channels = int(out_channels or g.channels)
+    in_channels = [int(c) for c in in_channels]
     plan = make_plan(g)
     names = _feature_names(plan)
-    w = _Writer()
-    w.channels = neck.out_channels
-    mapping: dict[str, str] = {}
-    graph = neck.graph
     levels = [f"p{lv}" for lv in g.levels]
-
-    # the cell
-    cell_init: list[str] = []
-    cell_body: list[str] = []
-    for j, p in enumerate(plan.cell):
-        cell_body += _node_lines(p, graph.cells[0].nodes[j], names, w, f"nodes.{j}", mapping, cell_init)
-    outs = ", ".join(names[i] for i in plan.outputs)
+    cell, neck = _cell(plan, names), _neck(g, plan, names, len(in_channels))
     stem_args = ", ".join(levels + [p.name for p in plan.stem])
+    recursion = (f"\n\n    Recursive (DetectoRS RFP, {g.feedback.steps} passes): run it with\n    `run_pyramid("
+                 "backbone, neck, images)` and a backbone that takes `feedback=`." if g.feedback else "")
+    header = (f'"""{g.name}: a feature-pyramid neck exported by nasfpn (plain PyTorch, no nasfpn import).\n'
+              + (f"\n{g.paper}\n" if g.paper else "")
+              + f"\n    neck = {class_name}(in_channels={in_channels}, out_channels={out_channels})\n"
+              + f"    {', '.join(levels)} = neck([{', '.join(f'c{lv}' for lv in g.levels[:len(in_channels)])}])"
+              + '   # finest first\n"""')
+    return _TEMPLATE.format(
+        header=header, ops=_op_sources(cell, neck), name=g.name, levels=", ".join(levels),
+        stem_note=" + stem features" if plan.stem else "", cell_init=_indent(cell.init), stem_args=stem_args,
+        cell_body=_indent(cell.body), class_name=class_name, first=levels[0].upper(), last=levels[-1].upper(),
+        repeats=g.cell.repeats, recursion=recursion, in_channels=tuple(in_channels), width=out_channels,
+        n_in=len(in_channels), n_out=len(levels), neck_init=_indent(neck.init), neck_body=_indent(neck.body),
+        keys=_table(neck.keys), cell_keys=_table(cell.keys))
 
-    # the neck: laterals, extras, stem nodes
-    neck_init: list[str] = []
-    neck_body: list[str] = []
-    top_map: dict[str, str] = {}
-    n_in = len(neck.in_channels)
-    for i in range(n_in):
-        lat = graph.stem.laterals[i]
-        name = f"lateral_{levels[i]}"
-        if g.stem.lateral_when == "channels_differ":  # identity at equal widths, as compiled
-            ops = w.expr(make_ops(g.stem.lateral, neck.out_channels + 1, neck.out_channels),
-                         first_in=f"in_channels[{i}]")
-            neck_init.append(f"self.{name} = nn.Identity() if in_channels[{i}] == width else {ops}")
-        else:
-            neck_init.append(f"self.{name} = {w.expr(lat, first_in=f'in_channels[{i}]')}")
-        if not isinstance(lat, nn.Identity):
-            top_map[f"graph.stem.laterals.{i}"] = name
-        neck_body.append(f"{levels[i]} = self.{name}(inputs[{i}])")
-    source = "inputs[-1]" if graph.stem.from_input else levels[n_in - 1]
-    for k, extra in enumerate(graph.stem.extras):
-        name = levels[n_in + k]
-        body = w.expr(extra.body, first_in="in_channels[-1]" if k == 0 and graph.stem.from_input else None)
-        neck_init.append(f"self.extra_{name} = {body}")
-        top_map[f"graph.stem.extras.{k}.body"] = f"extra_{name}"
-        neck_body.append(f"{name} = self.extra_{name}({source})")
-        source = name
-    stem_map: dict[str, str] = {}
-    for j, p in enumerate(plan.stem):
-        neck_body += _node_lines(p, graph.stem.nodes[j], names, w, f"graph.stem.nodes.{j}", stem_map, neck_init)
-    top_map.update(stem_map)
-    repeats = len(graph.cells)
-    shared = repeats > 1 and graph.cells[0] is graph.cells[1]
-    if shared:
-        neck_init.append("cell = Cell(width)")
-        neck_init.append(f"self.cells = nn.ModuleList([cell] * {repeats})  # one set of weights, stacked")
-    else:
-        neck_init.append(f"self.cells = nn.ModuleList(Cell(width) for _ in range({repeats}))")
-    stem_feats = [p.name for p in plan.stem]
-    sfam = g.cell.aggregate == "sfam"
-    if sfam:
-        neck_body.append("stacks = []")
-    neck_body.append("for cell in self.cells:")
-    neck_body.append(f"    {', '.join(levels)} = cell({stem_args})")
-    if sfam:
-        neck_body.append(f"    stacks.append([{', '.join(levels)}])")
-        neck_init.append(f"self.sfam = {w.expr(graph.aggregate, 'width')}")
-        top_map["graph.aggregate"] = "sfam"
-        neck_body.append("return tuple(self.sfam(stacks))")
-    else:
-        neck_body.append(f"return {', '.join(levels)}")
-    feedback_note = ""
-    if neck.feedback is not None:
-        neck_init.append(f"self.feedback_aspp = {w.expr(neck.feedback.aspp, 'width')}")
-        neck_init.append(f"self.feedback_gate = {w.expr(neck.feedback.fuse, 'width')}")
-        top_map["feedback.aspp"] = "feedback_aspp"
-        top_map["feedback.fuse"] = "feedback_gate"
-        feedback_note = (f"\n    Recursive (DetectoRS RFP, {neck.feedback.steps} steps): run it with `run_pyramid(backbone, neck, "
-                         "images)`\n    and a backbone that takes `feedback=` (see run_pyramid).")
 
-    op_sources = "\n\n".join(textwrap.dedent(inspect.getsource(cls)) for cls in w.classes)
-    op_sources = op_sources.replace("FAST_NORMALIZED_EPS", "1e-4")
-    cell_init_code = textwrap.indent("\n".join(cell_init), " " * 8)
-    cell_body_code = textwrap.indent("\n".join(cell_body), " " * 8)
-    neck_init_code = textwrap.indent("\n".join(neck_init), " " * 8)
-    neck_body_code = textwrap.indent("\n".join(neck_body), " " * 8)
-    mapping_code = textwrap.indent(",\n".join(f'"{k}": "{v}"' for k, v in top_map.items()), " " * 4)
-    cell_mapping_code = textwrap.indent(",\n".join(f'"{k}": "{v}"' for k, v in mapping.items()), " " * 4)
-    paper = f"\n{g.paper}\n" if g.paper else ""
-    feedback_code = _FEEDBACK if neck.feedback is not None else ""
-    return f'''"""{g.name}: a feature-pyramid neck exported by nasfpn (plain PyTorch, no nasfpn import).
-{paper}
-    neck = {class_name}(in_channels={neck.in_channels}, out_channels={neck.out_channels})
-    {", ".join(levels)} = neck([{", ".join(f"c{lv}" for lv in g.levels[:n_in])}])   # finest first
-"""
+_TEMPLATE = '''{header}
+
+from __future__ import annotations
 
 from typing import List, Sequence
 
@@ -308,45 +207,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-{HELPERS}
 
-{op_sources}
+{ops}
 
 
 class Cell(nn.Module):
-    """One stack of the {g.name} cell: {", ".join(levels)}{" + stem features" if stem_feats else ""} in, one map per level out."""
+    """One stack of the {name} cell: {levels}{stem_note} in, one map per level out."""
 
     def __init__(self, width: int):
         super().__init__()
-{cell_init_code}
+{cell_init}
 
     def forward(self, {stem_args}):
-{cell_body_code}
-        return {outs}
+{cell_body}
 
 
 class {class_name}(nn.Module):
-    """{g.name}: levels {levels[0].upper()}..{levels[-1].upper()}, {repeats} stack(s).{feedback_note}"""
+    """{name}: levels {first}..{last}, {repeats} stack(s).{recursion}"""
 
-    def __init__(self, in_channels={tuple(neck.in_channels)}, out_channels={neck.out_channels}, num_outs={len(levels)}):
+    def __init__(self, in_channels={in_channels}, out_channels={width}, num_outs={n_out}):
         super().__init__()
-        if len(in_channels) != {n_in} or num_outs != {len(levels)}:
-            raise ValueError("this neck takes {n_in} backbone maps and returns {len(levels)} (num_outs)")
+        if len(in_channels) != {n_in} or num_outs != {n_out}:
+            raise ValueError("this neck takes {n_in} backbone maps and returns {n_out} (num_outs)")
         self.in_channels = list(in_channels)
         self.out_channels = width = out_channels
         self.num_outs = num_outs
-{neck_init_code}
+{neck_init}
 
     def forward(self, inputs: List[Tensor]):
-{neck_body_code}
-{feedback_code}
+{neck_body}
 
-# state_dict keys of the nasfpn-compiled neck -> this module's ("graph.cells.K." -> "cells.K.")
+
+# state_dict prefixes of the nasfpn-compiled neck -> this module's ("graph.cells.K." -> "cells.K.")
 COMPILED_KEYS = {{
-{mapping_code}
+{keys}
 }}
 COMPILED_CELL_KEYS = {{
-{cell_mapping_code}
+{cell_keys}
 }}
 
 
@@ -368,26 +265,6 @@ def load_compiled_state_dict(module: nn.Module, state: dict) -> None:
 '''
 
 
-_FEEDBACK = '''
-    def feedback_signals(self, outs):
-        """ASPP of each level the backbone produces: what goes back into it."""
-        return [self.feedback_aspp(x) for x in outs[: len(self.in_channels)]]
-
-
-def run_pyramid(backbone, neck, images):
-    """Backbone, neck, then the recursion: the backbone runs again with `feedback=` (one map per
-    backbone level, added after the first block of the stage that makes it), the neck again,
-    and a learned gate blends each pass into the previous one."""
-    outs = neck(backbone(images))
-    for _ in range(STEPS - 1):
-        new = neck(backbone(images, feedback=neck.feedback_signals(outs)))
-        outs = tuple(neck.feedback_gate(a, b) for a, b in zip(new, outs))
-    return outs
-'''
-
-
-def write_standalone(neck: Neck, path: str | Path, class_name: str = "ExportedNeck") -> Path:
-    source = standalone_source(neck, class_name)
-    if neck.feedback is not None:
-        source = source.replace("range(STEPS - 1)", f"range({neck.feedback.steps - 1})")
-    return write_text(path, re.sub(r"\n{4,}", "\n\n\n", source))
+def write_standalone(g: Genotype, in_channels: Sequence[int], path: str | Path, out_channels: int | None = None,
+                     class_name: str = "ExportedNeck") -> Path:
+    return write_text(path, standalone_source(g, in_channels, out_channels, class_name))

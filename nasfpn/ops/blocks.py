@@ -1,5 +1,6 @@
 """Named blocks for what plain merge nodes cannot say: AugFPN's residual feature augmentation,
-M2Det's scale-wise aggregation (SFAM), DetectoRS' ASPP feedback and gated fusion."""
+M2Det's scale-wise aggregation (SFAM), DetectoRS' ASPP feedback and gated fusion. Their registry
+entries are at the end of this file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fuse import SpatialAttentionFuse
+from ..dsl.vocab import Arity
+from .fuse import SpatialAttentionFuse, mean_of_inputs
+from .registry import Op, register
 
 
 class ResidualAugmentation(nn.Module):
@@ -103,3 +106,39 @@ class GatedFusion(nn.Module):
     def forward(self, new: Tensor, old: Tensor) -> Tensor:
         s = torch.sigmoid(self.gate(new))
         return s * new + (1 - s) * old
+
+
+class Feedback(nn.Module):
+    """DetectoRS RFP: ASPP of the pyramid, fed back into the backbone; `fusion` (a module class
+    taking the width) blends each pass into the previous one."""
+
+    def __init__(self, channels: int, dilations: Sequence[int], n_backbone_levels: int, steps: int,
+                 fusion: type):
+        super().__init__()
+        self.steps = steps
+        self.n_backbone_levels = n_backbone_levels
+        self.aspp = ASPP(channels, dilations)
+        self.fuse = fusion(channels)
+
+    def signals(self, outs: Sequence[Tensor]) -> List[Tensor]:
+        """What the backbone receives: ASPP of each pyramid level the backbone produces."""
+        return [self.aspp(x) for x in outs[: self.n_backbone_levels]]
+
+    def merge(self, new: Sequence[Tensor], old: Sequence[Tensor]) -> List[Tensor]:
+        return [self.fuse(a, b) for a, b in zip(new, old)]
+
+
+for _op in (
+    Op("block", "residual_augmentation", "AugFPN residual feature augmentation: adaptive average pools at "
+       "several ratios, 1x1 conv each, bilinear upsample, adaptive spatial fusion", ResidualAugmentation,
+       lambda s: ((s.channels, list(s.param_dict["ratios"])), {}), label="RFA", arity=Arity(1, 1),
+       params={"ratios": (list, [0.1, 0.2, 0.3], "adaptive-pool sizes as fractions of the input size")},
+       needs=(SpatialAttentionFuse,), symmetric=lambda levels: False),
+    Op("aggregate", "last", "the neck's outputs are the last stack's outputs", LastStack),
+    Op("aggregate", "sfam", "M2Det SFAM: per level, concatenate every stack's output, SE channel attention, "
+       "1x1 conv", ScaleWiseAggregation, lambda s: ((s.n_levels, s.repeats, s.channels), {}),
+       needs=(SqueezeExcite,), init=lambda m: {r: mean_of_inputs(r) for r in m.reduce}),
+    Op("feedback_fusion", "gated", "DetectoRS: s = sigmoid(conv1x1(new)); s * new + (1 - s) * old",
+       GatedFusion, lambda s: ((s.channels,), {})),
+):
+    register(_op)

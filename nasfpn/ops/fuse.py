@@ -1,4 +1,5 @@
-"""Combine ops and fusion weightings: a list of same-shape maps in, one map out."""
+"""Combine ops and fusion weightings: a list of same-shape maps in, one map out. Each is one
+registry entry, at the end of this file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-FAST_NORMALIZED_EPS = 1e-4
+from ..dsl.vocab import Arity
+from .registry import Op, Site, get, register
 
 
 class Sum(nn.Module):
@@ -28,7 +30,7 @@ class WeightedSum(nn.Module):
         self.softmax = mode.endswith("softmax")
         self.weight = nn.Parameter(torch.ones(n, channels) if per_channel else torch.ones(n))
         self.per_channel = per_channel
-        self.eps = FAST_NORMALIZED_EPS
+        self.eps = 1e-4  # BiFPN's epsilon
 
     def forward(self, xs: List[Tensor]) -> Tensor:
         if self.softmax:
@@ -111,18 +113,50 @@ class ConcatConv(nn.Module):
         return self.conv(torch.cat(xs, dim=1))
 
 
-def make_combine(combine: str, fusion: str, n: int, channels: int, coarse: int,
-                 norm_follows: bool) -> nn.Module:
-    if combine == "global_attention":
-        return GlobalAttention(coarse)
-    if combine == "global_attention_mmdet":
-        return GlobalAttentionMMDet()
-    if combine == "concat":
-        return ConcatConv(n, channels, bias=not norm_follows)
-    if fusion == "none" or n == 1:
-        return Sum()
-    if fusion == "channel_attention":
-        return ChannelAttentionFuse(n, channels)
-    if fusion == "spatial_attention":
-        return SpatialAttentionFuse(n, channels)
-    return WeightedSum(n, channels, fusion)
+def mean_of_inputs(conv: nn.Conv2d) -> Tensor:
+    """The 1x1 weights that average the equal-width maps concatenated into `conv`."""
+    k = conv.in_channels // conv.out_channels
+    eye = torch.eye(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device)
+    return (torch.cat([eye] * k, dim=1) / k)[:, :, None, None]
+
+
+def _sum_or_fusion(site: Site) -> Op:
+    """combine 'sum' is a plain sum of one input or without a fusion, else the fusion's module."""
+    return get("fusion", "none" if site.n_inputs == 1 else site.fusion)
+
+
+def _weighted(mode: str):
+    return lambda s: ((s.n_inputs, s.channels, mode), {})
+
+
+def _inputs_and_width(s: Site):
+    return (s.n_inputs, s.channels), {}
+
+
+_WEIGHTED = {"fast_normalized": ("BiFPN: sum(relu(w_i) x_i) / (eps + sum relu(w_j)), one scalar per input", "w+"),
+             "softmax": ("sum(softmax(w)_i x_i), one scalar per input", "sm+"),
+             "channel_fast_normalized": ("fast_normalized with one weight per input and channel", "cw+"),
+             "channel_softmax": ("softmax with one weight per input and channel", "csm+")}
+
+for _op in (
+    Op("combine", "sum", "element-wise sum of the resampled inputs (weighted by `fusion`)", Sum, label="+",
+       select=_sum_or_fusion),
+    Op("combine", "global_attention", "NAS-FPN 'global pooling' as in the TF reference: "
+       "coarser + finer * sigmoid(global max pool of coarser); exactly 2 inputs", GlobalAttention,
+       lambda s: ((s.coarse,), {}), label="GP", arity=Arity(2, 2),
+       symmetric=lambda levels: len(set(levels)) == len(levels)),  # the coarser gates; a tie makes order matter
+    Op("combine", "global_attention_mmdet", "mmdetection's GlobalPoolingCell: "
+       "second + first * sigmoid(global avg pool of second); exactly 2 inputs", GlobalAttentionMMDet,
+       label="GP'", arity=Arity(2, 2), symmetric=lambda levels: False),
+    Op("combine", "concat", "concatenate the resampled inputs, then a 1x1 conv back to `channels`", ConcatConv,
+       lambda s: ((s.n_inputs, s.channels), {"bias": not s.norm_follows}), label="cat", arity=Arity(2),
+       init=lambda m: {m.conv: mean_of_inputs(m.conv)}),
+    Op("fusion", "none", "plain sum", Sum, label="+"),
+    *(Op("fusion", mode, about, WeightedSum, _weighted(mode), label=label, arity=Arity(2))
+      for mode, (about, label) in _WEIGHTED.items()),
+    Op("fusion", "channel_attention", "SE-style: weights per input and channel from the pooled sum, softmax "
+       "over inputs", ChannelAttentionFuse, _inputs_and_width, label="SE+", arity=Arity(2)),
+    Op("fusion", "spatial_attention", "AugFPN adaptive spatial fusion: a weight map per input from the "
+       "concatenation", SpatialAttentionFuse, _inputs_and_width, label="ASF", arity=Arity(2)),
+):
+    register(_op)

@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.blocks import ScaleWiseAggregation
-from ..ops.fuse import ConcatConv
+from ..ops.registry import init_rules
 
 NOISE = 0.5  # the default init's weights, scaled, on top of the pass-through: breaks symmetry
 
@@ -25,16 +24,16 @@ NOISE = 0.5  # the default init's weights, scaled, on top of the pass-through: b
 def passthrough_init_(neck: nn.Module, noise: float = NOISE) -> int:
     """Every undilated, ungrouped conv of `neck` whose input and output widths match becomes
     identity + `noise` x its current (default-initialised) weights (with stride 2, identity
-    means taking every other pixel); the 1x1 conv of a concat merge and each of SFAM's reduce
-    convs becomes the mean of the concatenated maps + the same noise. Other convs (laterals
-    between widths, depthwise, dilated) keep their init, as do biases. Returns how many convs
-    changed."""
+    means taking every other pixel); the convs an op's registry entry names in its init rule
+    (the 1x1 conv of a concat merge, each of SFAM's reduce convs) start where the rule says (the
+    mean of the concatenated maps) + the same noise. Other convs (laterals between widths,
+    depthwise, dilated) keep their init, as do biases. Returns how many convs changed."""
+    rules = init_rules()
     starts: dict[nn.Conv2d, torch.Tensor] = {}
     for m in neck.modules():
-        if isinstance(m, ConcatConv):
-            starts[m.conv] = _mean_of_inputs(m.conv)
-        elif isinstance(m, ScaleWiseAggregation):
-            starts.update((reduce, _mean_of_inputs(reduce)) for reduce in m.reduce)
+        rule = rules.get(type(m))
+        if rule is not None:
+            starts.update(rule(m))
     for m in neck.modules():  # a concat of one map (or SFAM over one stack) is square too: once
         if (isinstance(m, nn.Conv2d) and m not in starts and m.in_channels == m.out_channels
                 and m.groups == 1 and m.dilation == (1, 1)):
@@ -42,11 +41,3 @@ def passthrough_init_(neck: nn.Module, noise: float = NOISE) -> int:
     for conv, start in starts.items():
         conv.weight.mul_(noise).add_(start)
     return len(starts)
-
-
-def _mean_of_inputs(conv: nn.Conv2d) -> torch.Tensor:
-    """The 1x1 weights that average the equal-width maps concatenated into `conv`."""
-    k = conv.in_channels // conv.out_channels
-    eye = torch.eye(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device)
-    return (torch.cat([eye] * k, dim=1) / k)[:, :, None, None]
-

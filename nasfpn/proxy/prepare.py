@@ -1,93 +1,20 @@
-"""What every trial on one dataset shares, built once: the FCOS targets, the pretrained backbone
-and its frozen features. Backbone weights and features are cached on disk (weights-only files),
-keyed by dataset content, image size, backbone seed and pretraining steps."""
+"""The one-time steps of a proxy session (session.py): the pretrained shared backbone and its
+frozen features. Both are cached on disk (weights-only files), keyed by dataset content, image
+size, backbone seed and pretraining steps; the features also by the weights they came from."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
 from .budgets import Budget
-from .cache import cache_dir, load_checked, save_checked
+from .cache import load_checked, save_checked
 from .data import DetectionData, Split
+from .loop import fit
 from .model import Detector, new_backbone, normalize, plain_laterals
-from .targets import Locations, assign, locations
-
-
-@dataclass
-class SplitTargets:
-    cls: torch.Tensor        # (N, L) class per location, K = background
-    box: torch.Tensor        # (N, L, 4) xyxy box each location regresses
-
-
-class _Array:
-    """A tensor on its way through pickle as a numpy array (see Prepared.__getstate__)."""
-
-    def __init__(self, array):
-        self.array = array
-
-
-def _map_tensors(obj, to_numpy: bool):
-    if to_numpy and isinstance(obj, torch.Tensor):
-        return _Array(obj.detach().cpu().numpy())
-    if not to_numpy and isinstance(obj, _Array):
-        with warnings.catch_warnings():  # Ray hands out read-only shared memory; nothing writes it
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(obj.array)
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, to_numpy) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map_tensors(v, to_numpy) for v in obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: _map_tensors(getattr(obj, f.name), to_numpy)
-                                           for f in dataclasses.fields(obj) if f.init})
-    return obj
-
-
-@dataclass
-class Prepared:
-    data: DetectionData
-    budget: Budget
-    locs: Locations
-    train_targets: SplitTargets
-    backbone_state: dict
-    train_feats: Optional[list[torch.Tensor]]   # frozen backbone features (fp16), None end-to-end
-    val_feats: Optional[list[torch.Tensor]]
-    backbone_seed: int
-    backbone_fingerprint: str                   # see fingerprint()
-
-    # Ray's object store shares numpy arrays between worker processes without copying, but copies
-    # tensors into every process: the ~2 GB of images and features travel as arrays.
-    def __getstate__(self) -> dict:
-        return _map_tensors(dict(self.__dict__), to_numpy=True)
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(_map_tensors(state, to_numpy=False))
-
-
-def split_targets(split: Split, locs: Locations, num_classes: int) -> SplitTargets:
-    cls, box = [], []
-    for b, lb in zip(split.boxes, split.labels):
-        c, t = assign(locs, torch.from_numpy(b), torch.from_numpy(lb), num_classes)
-        cls.append(c)
-        box.append(t)
-    return SplitTargets(torch.stack(cls), torch.stack(box))
-
-
-def strides_for(levels) -> list[int]:
-    return [2 ** lv for lv in levels]
-
-
-def level_ranges(strides) -> list[float]:
-    """max(l, t, r, b) boundaries between levels: 2 strides (FCOS uses 8 at 800 px; these images
-    are far smaller, so objects spread over P3..P6 instead of crowding P3)."""
-    return [2.0 * s for s in strides[:-1]]
+from .targets import level_ranges, locations, split_targets, strides_for
 
 
 def _key(*parts) -> str:
@@ -97,8 +24,6 @@ def _key(*parts) -> str:
 def pretrain_backbone(data: DetectionData, budget: Budget, seed: int, device: str,
                       cache: Path, progress: bool) -> dict:
     """Train backbone + the neutral plain-laterals neck + head once; cache the backbone weights."""
-    from .train import fit  # a shared loop; imported here to keep the module graph one-way
-
     path = cache / f"backbone-{_key(data.key, budget.image_size, seed, budget.backbone_steps)}.pt"
     cached = load_checked(path, "backbone weights")
     if cached is not None:
@@ -129,26 +54,18 @@ def backbone_features(state: dict, split: Split, device: str, batch: int = 64) -
     return [torch.cat(level) for level in zip(*chunks)]
 
 
-def prepare(data: DetectionData, budget: Budget, levels=(3, 4, 5, 6, 7), device: str = "cpu",
-            backbone_seed: int = 0, cache: str | Path | None = None, progress: bool = True) -> Prepared:
-    root = cache_dir(cache)
-    strides = strides_for(levels)
-    locs = locations(budget.image_size, strides, level_ranges(strides))
-    targets = split_targets(data.train, locs, len(data.classes))
-    state = pretrain_backbone(data, budget, backbone_seed, device, root, progress)
-    backbone_id = fingerprint(state)
-    train_feats = val_feats = None
-    if not budget.end_to_end:  # features of exactly these weights (a rebuilt backbone may differ)
-        key = _key(data.key, budget.image_size, backbone_id, "features")
-        path = root / f"features-{key}.pt"
-        saved = load_checked(path, "backbone features")
-        if saved is not None:
-            train_feats, val_feats = saved["train"], saved["val"]
-        else:
-            train_feats = backbone_features(state, data.train, device)
-            val_feats = backbone_features(state, data.val, device)
-            save_checked(path, {"train": train_feats, "val": val_feats})
-    return Prepared(data, budget, locs, targets, state, train_feats, val_feats, backbone_seed, backbone_id)
+def frozen_features(data: DetectionData, budget: Budget, state: dict, device: str,
+                    cache: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """fp16 features of the train and val images under exactly these weights (a rebuilt
+    backbone may differ in the last bits, so the key is their fingerprint)."""
+    path = cache / f"features-{_key(data.key, budget.image_size, fingerprint(state), 'features')}.pt"
+    saved = load_checked(path, "backbone features")
+    if saved is not None:
+        return saved["train"], saved["val"]
+    train_feats = backbone_features(state, data.train, device)
+    val_feats = backbone_features(state, data.val, device)
+    save_checked(path, {"train": train_feats, "val": val_feats})
+    return train_feats, val_feats
 
 
 def fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -160,9 +77,3 @@ def fingerprint(state: dict[str, torch.Tensor]) -> str:
         digest.update(name.encode())
         digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
-
-
-def cached_feature_bytes(prepared: Prepared) -> int:
-    feats = (prepared.train_feats or []) + (prepared.val_feats or [])
-    return sum(f.numel() * f.element_size() for f in feats)
-

@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .data import Split
+
 
 @dataclass(frozen=True)
 class Locations:
@@ -17,6 +19,22 @@ class Locations:
     strides: Tensor       # (N,)
     ranges: Tensor        # (N, 2) min/max of max(l, t, r, b) a location at that level may regress
     sizes: tuple[tuple[int, int], ...]  # (H, W) of each level
+
+
+@dataclass
+class SplitTargets:
+    cls: torch.Tensor        # (N, L) class per location, K = background
+    box: torch.Tensor        # (N, L, 4) xyxy box each location regresses
+
+
+def strides_for(levels) -> list[int]:
+    return [2 ** lv for lv in levels]
+
+
+def level_ranges(strides) -> list[float]:
+    """max(l, t, r, b) boundaries between levels: 2 strides (FCOS uses 8 at 800 px; these images
+    are far smaller, so objects spread over P3..P6 instead of crowding P3)."""
+    return [2.0 * s for s in strides[:-1]]
 
 
 def locations(image_size: int, strides: Sequence[int], ranges: Sequence[float]) -> Locations:
@@ -66,3 +84,12 @@ def assign(locs: Locations, boxes: Tensor, labels: Tensor, num_classes: int,
     cls = labels[best].clone()
     cls[torch.isinf(best_area)] = num_classes
     return cls, boxes[best]
+
+
+def split_targets(split: Split, locs: Locations, num_classes: int) -> SplitTargets:
+    cls, box = [], []
+    for b, lb in zip(split.boxes, split.labels):
+        c, t = assign(locs, torch.from_numpy(b), torch.from_numpy(lb), num_classes)
+        cls.append(c)
+        box.append(t)
+    return SplitTargets(torch.stack(cls), torch.stack(box))

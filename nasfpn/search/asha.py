@@ -15,14 +15,14 @@ import math
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from .records import TrialReport
+
 
 class RungHalving(FIFOScheduler):
-    def __init__(self, last_rung: int, reduction_factor: int = 2, metric: str = "ap_rung",
-                 rung_attr: str = "rung"):
+    def __init__(self, last_rung: int, reduction_factor: int = 2):
         super().__init__()
         self.last_rung = last_rung
         self.rf = reduction_factor
-        self.score_attr, self.rung_attr = metric, rung_attr
         count = int(math.log(last_rung) / math.log(reduction_factor) + 1e-9) + 1
         self.milestones = [reduction_factor ** k for k in range(count)]
         self.scores: dict[int, dict[str, float]] = {m: {} for m in self.milestones}
@@ -48,9 +48,10 @@ class RungHalving(FIFOScheduler):
         return TrialScheduler.CONTINUE
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if result.get(self.rung_attr) is None or result.get(self.score_attr) is None:
+        report = TrialReport.from_dict(result)
+        if report.rung is None or report.ap_rung is None:
             return TrialScheduler.CONTINUE
-        return self.decide(trial.trial_id, int(result[self.rung_attr]), float(result[self.score_attr]))
+        return self.decide(trial.trial_id, int(report.rung), float(report.ap_rung))
 
     def debug_string(self) -> str:
         return "RungHalving: " + ", ".join(f"rung {m}: {len(s)} scores" for m, s in self.scores.items())

@@ -6,7 +6,8 @@ address, which `ray.init(_node_ip_address="127.0.0.1")` turns back into the mach
 address. Only when Ray is told this machine is no cluster (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
 read at import; the constant behind it when Ray was imported first) is the node's address the
 loopback one; then the GCS, the raylet, the object manager, the agents, the driver and every
-worker listen on 127.0.0.1 only. This module is the one place that sets it.
+worker listen on 127.0.0.1 only. This module is the one place that sets it (the two private
+Ray APIs involved are reached through adapter.py).
 
 A driver killed with SIGKILL cannot stop the Ray it started: the GCS and the raylet share its
 fate, the workers follow within seconds, but the agents linger (about 20 s) while they try to
@@ -24,9 +25,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .adapter import NOT_A_CLUSTER, init_ray_at, set_ray_cluster_constant
 from .errors import SearchError
 
-_NOT_A_CLUSTER = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _reapers: list[subprocess.Popen] = []
 
 
@@ -53,28 +54,17 @@ def _single_machine():
     """While Ray starts, make it take the loopback address as this node's address. The setting is
     undone afterwards: the processes Ray started keep their address, and the driver's own
     subprocesses (a `ray start` of the user's, say) see the environment they were given."""
-    saved = os.environ.get(_NOT_A_CLUSTER)
-    os.environ[_NOT_A_CLUSTER] = "0"
-    _set_cluster_constant(False)
+    saved = os.environ.get(NOT_A_CLUSTER)
+    os.environ[NOT_A_CLUSTER] = "0"
+    set_ray_cluster_constant(False)
     try:
         yield
     finally:
         if saved is None:
-            os.environ.pop(_NOT_A_CLUSTER, None)
+            os.environ.pop(NOT_A_CLUSTER, None)
         else:
-            os.environ[_NOT_A_CLUSTER] = saved
-        _set_cluster_constant(None)
-
-
-def _set_cluster_constant(value: Optional[bool]) -> None:
-    """Ray reads the variable once, at import: set the constant it made of it (None: as Ray
-    would make it from the environment now)."""
-    constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None:
-        if value is None:
-            setting = os.environ.get(_NOT_A_CLUSTER)
-            value = setting.lower() in ("1", "true") if setting is not None else not constants.IS_WINDOWS_OR_OSX
-        constants.ENABLE_RAY_CLUSTER = value
+            os.environ[NOT_A_CLUSTER] = saved
+        set_ray_cluster_constant(None)
 
 
 def _start_reaper() -> None:
@@ -110,8 +100,8 @@ def connect_ray(address: Optional[str], cpus: Optional[int]) -> str:
     # "local": a new instance even where `ray start` (or a crashed run) left one on this machine,
     # which a plain ray.init() would join, or fail to join once given num_cpus
     with _single_machine():
-        ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
-                 _node_ip_address="127.0.0.1", logging_level=logging.ERROR, log_to_driver=False)
+        init_ray_at("127.0.0.1", address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
+                    logging_level=logging.ERROR, log_to_driver=False)
     _start_reaper()
     return "embedded"
 

@@ -10,25 +10,25 @@ import time
 from ray.tune import Callback
 from tqdm import tqdm
 
-from .searcher import trial_name
+from .records import BASELINE, COMPLETE, ERROR, FAILED, SEARCH, TrialConfig, TrialRecord, TrialReport
 
 
 class SearchProgress(Callback):
-    def __init__(self, done: list[dict], total: int, started: dict[str, float], show: bool = True):
+    def __init__(self, done: list[TrialRecord], total: int, started: dict[str, float], show: bool = True):
         self.started = started
         self.running: set[str] = set()
-        self.failed = sum(r["state"] in ("failed", "error") for r in done)
-        self.best = {"search": None, "baseline": None}
+        self.failed = sum(r.state in (FAILED, ERROR) for r in done)
+        self.best = {SEARCH: None, BASELINE: None}
         for r in done:
-            self._update_best(r["kind"], r["state"], (r.get("metrics") or {}).get("AP"), r["name"])
+            self._update_best(r.kind, r.state, r.metrics.AP, r.name)
         self.bar = tqdm(total=total, initial=len(done), desc="search", unit="trial", disable=not show,
                         dynamic_ncols=True)
         self._refresh()
 
     def _update_best(self, kind: str, state: str, ap, name: str) -> None:
-        if state != "complete" or ap is None or (isinstance(ap, float) and math.isnan(ap)):
+        if state != COMPLETE or ap is None or (isinstance(ap, float) and math.isnan(ap)):
             return
-        kind = "baseline" if kind == "baseline" else "search"
+        kind = BASELINE if kind == BASELINE else SEARCH
         if self.best[kind] is None or ap > self.best[kind][0]:
             self.best[kind] = (ap, name)
 
@@ -36,7 +36,7 @@ class SearchProgress(Callback):
         def fmt(best):
             return "-" if best is None else f"{best[0] * 100:.1f} ({best[1]})"
         self.bar.set_postfix_str(f"running {len(self.running)}, failed {self.failed} | best AP "
-                                 f"{fmt(self.best['search'])} vs best baseline {fmt(self.best['baseline'])}")
+                                 f"{fmt(self.best[SEARCH])} vs best baseline {fmt(self.best[BASELINE])}")
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.started[trial.trial_id] = time.time()
@@ -51,11 +51,12 @@ class SearchProgress(Callback):
 
     def _finished(self, trial, error: bool) -> None:
         self.running.discard(trial.trial_id)
-        result = trial.last_result or {}
-        failed = error or bool(result.get("failed"))
+        report = TrialReport.from_dict(trial.last_result or {})
+        failed = error or report.failed
         self.failed += failed
-        if not failed and result.get("final"):
-            self._update_best(trial.config.get("kind"), "complete", result.get("AP"), trial_name(trial.config))
+        if not failed and report.final:
+            config = TrialConfig.from_dict(trial.config)
+            self._update_best(config.kind, COMPLETE, report.metrics.AP, config.name)
         self.bar.update(1)
         self._refresh()
 

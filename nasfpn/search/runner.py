@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from ..dsl import load, load_space, zoo_names
 from ..files import FileProblem, output_dir
 from .errors import SearchError
+from .records import TrialRecord
 from .store import STUDY_DB, read_manifest, read_trial_log, redact, space_file, write_manifest
 
 STORAGE_ENV = "NASFPN_STORAGE"   # the Optuna storage URL, so that a password need not be typed
@@ -144,8 +145,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     `report(run_dir)` is called at the end, also when the search was interrupted."""
     _quiet()
     from ..proxy.budgets import get_budget
-    from ..proxy.data import load_data
-    from ..proxy.prepare import prepare
+    from ..proxy.session import ProxySession
     from .cluster import check_resources, connect_ray
     from .searcher import NeckSearcher, work_left
 
@@ -161,13 +161,13 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     budget = get_budget(opts.budget, steps=opts.steps)
     log = read_trial_log(run_dir)
     queue, to_sample = work_left(log.records, opts.baselines, opts.trials)
-    prepared = None
+    session = None
     if queue or to_sample:  # a finished run resumes (reconciles, reports) without Ray or data
         connect_ray(opts.address, opts.cpus)
         check_resources(opts.cpus_per_trial, opts.gpus_per_trial)
-        data = load_data(opts.data, budget.image_size, budget.train_images, budget.val_images, cache=opts.cache)
-        prepared = prepare(data, budget, levels=space.template["levels"], device="cpu",
-                           backbone_seed=opts.backbone_seed, cache=opts.cache, progress=opts.progress)
+        session = ProxySession.open(opts.data, budget, levels=space.template["levels"],
+                                    backbone_seed=opts.backbone_seed, cache=opts.cache, device="cpu",
+                                    progress=opts.progress)
 
     created = not run_dir.exists()
     try:
@@ -188,7 +188,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
             print(f"warning: {line}", file=sys.stderr)
         left = searcher.resume(log.records, opts.baselines, opts.trials)
         if left:
-            _fit(searcher, prepared, opts, log.records, left, run_dir)
+            _fit(searcher, session, opts, log.records, left, run_dir)
     finally:
         if report is not None and read_trial_log(run_dir).records:
             report(run_dir)
@@ -196,26 +196,23 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     return run_dir, not queue and (to_sample == 0 or searcher.exhausted)
 
 
-def _fit(searcher, prepared, opts: SearchOptions, records: list[dict], left: int, run_dir: Path) -> None:
+def _fit(searcher, session, opts: SearchOptions, records: list[TrialRecord], left: int, run_dir: Path) -> None:
     import ray
     from ray import tune
 
     from .asha import RungHalving
     from .progress import SearchProgress
-    from .trainable import neck_trial
+    from .trainable import TrialSettings, neck_trial
 
     device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
-    settings = {"threads": max(1, int(opts.cpus_per_trial)), "device": device, "seed": opts.trial_seed}
-    trainable = tune.with_resources(tune.with_parameters(neck_trial, prepared=prepared, settings=settings),
+    settings = TrialSettings(threads=max(1, int(opts.cpus_per_trial)), device=device, seed=opts.trial_seed)
+    trainable = tune.with_resources(tune.with_parameters(neck_trial, session=session, settings=settings),
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
     scheduler = None
     if opts.asha:
-        scheduler = RungHalving(prepared.budget.evals)
+        scheduler = RungHalving(session.budget.evals)
         for r in records:  # the trials a resumed run holds count at every rung they reached
-            rungs = r.get("rungs") or {}
-            if not rungs and (r.get("metrics") or {}).get("rung") is not None:
-                rungs = {r["metrics"]["rung"]: r["metrics"].get("ap_rung")}
-            scheduler.seed(f"before-{r['trial_id']}", {int(k): v for k, v in rungs.items()})
+            scheduler.seed(f"before-{r.trial_id}", r.rungs)
     cpus = ray.cluster_resources().get("CPU", 1)
     concurrency = opts.concurrency or max(1, int(cpus // opts.cpus_per_trial))
     progress = SearchProgress(records, len(records) + left, started=searcher.started, show=opts.progress)

@@ -23,9 +23,9 @@ RUNNING with no record was interrupted: resuming marks it FAIL and asks for its 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import optuna
 from ray.tune.search import Searcher
@@ -33,14 +33,21 @@ from ray.tune.search import Searcher
 from ..compile.plan import graph_key
 from ..dsl import DSLError, SearchSpace, to_yaml
 from .errors import SearchError
+from .records import COMPLETE, ERROR, FAILED, PRUNED, SEARCH, TrialConfig, TrialMetrics, TrialRecord, TrialReport
 from .sampling import make_sampler, sample_genotype
 from .store import DUPLICATES, append_line, append_trial, redact
 
-OBJECTIVES = {"ap": ("AP", "maximize"), "flops": ("neck_flops", "minimize")}
+
+@dataclass(frozen=True)
+class Objective:
+    """What `--objective` asks Optuna to optimise: which way, and the recorded metric it scores."""
+
+    direction: str
+    score: Callable[[TrialMetrics], Optional[float]]
+
+
+OBJECTIVES = {"ap": Objective("maximize", lambda m: m.AP), "flops": Objective("minimize", lambda m: m.neck_flops)}
 MAX_DUPLICATE_ASKS = 50  # asks per suggest before calling the space exhausted
-KEPT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AP_rung", "ap_rung", "rung", "neck_params",
-                "model_params", "neck_flops", "model_flops", "latency_ms", "train_seconds",
-                "images_per_second", "early_stopped")
 State = optuna.trial.TrialState
 
 
@@ -53,10 +60,6 @@ def open_study(storage: str, study_name: str, directions: list[str], where: str)
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SearchError(f"{where}: cannot open the Optuna study '{study_name}' ({detail[:200]}); "
                           "if the file is damaged, restore it from a copy of the run directory") from None
-
-
-def trial_name(config: dict) -> str:
-    return config["neck"] if config.get("kind") == "baseline" else f"t{config.get('number', '?')}"
 
 
 class NeckSearcher(Searcher):
@@ -74,34 +77,34 @@ class NeckSearcher(Searcher):
         self.exhausted = False                       # every point asked for was a trained graph
         self.queue: list[str] = []                   # baselines still to run
         self.to_sample = 0                           # sampled trials still to hand out
-        self.trials: dict[str, dict] = {}            # Tune trial id -> config we gave it
+        self.trials: dict[str, TrialConfig] = {}     # Tune trial id -> config we gave it
         self.started: dict[str, float] = {}          # Tune trial id -> when it began running
         self.rungs: dict[str, dict[int, float]] = {}  # Tune trial id -> AP at each rung it reached
         self.outcomes: dict[str, tuple] = {}         # graph key -> (state name, values)
         self.running: dict[str, str] = {}            # graph key -> Tune trial id
         self.waiting: dict[str, list[int]] = {}      # graph key -> Optuna numbers of duplicates
         self.live: dict[int, optuna.Trial] = {}      # Optuna number -> trial asked by this process
-        directions = [OBJECTIVES[o][1] for o in objectives]
+        directions = [OBJECTIVES[o].direction for o in objectives]
         self.study = open_study(storage, study_name, directions, storage_label or redact(storage))
         # A resumed study continues from a sampler seeded past its history: re-seeding with the
         # first seed would replay the startup points it already tried.
         self.study.sampler = make_sampler(sampler, seed + len(self.study.trials), len(directions))
 
     # -- what is left to do, from what the run holds
-    def resume(self, records: list[dict], baselines: list[str], trials: int) -> int:
+    def resume(self, records: list[TrialRecord], baselines: list[str], trials: int) -> int:
         """Reconcile the study with the trial records, queue what is left; return how many Tune
         trials that is."""
         self.queue, self.to_sample = work_left(records, baselines, trials)
-        searched = [r for r in records if r["kind"] == "search" and r.get("number") is not None]
+        searched = [r for r in records if r.kind == SEARCH and r.number is not None]
         by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         for record in searched:
             outcome = _outcome_of(record, self.objectives)
-            frozen = by_number.get(record["number"])
+            frozen = by_number.get(record.number)
             if frozen is not None and frozen.state == State.RUNNING:
-                self._tell(record["number"], *outcome)  # killed between the record and the tell
-            if record.get("key") and record["state"] != "error":
-                self.outcomes[record["key"]] = outcome
-        recorded = {r["number"] for r in searched}
+                self._tell(record.number, *outcome)  # killed between the record and the tell
+            if record.key and record.state != ERROR:
+                self.outcomes[record.key] = outcome
+        recorded = {r.number for r in searched}
         for frozen in self.study.get_trials(deepcopy=False, states=(State.RUNNING,)):
             ours = frozen.user_attrs.get("nasfpn_run", self.run_id) == self.run_id
             if ours and frozen.number not in recorded:  # interrupted: its point is tried again first
@@ -115,18 +118,18 @@ class NeckSearcher(Searcher):
     # -- Tune asks for a config
     def suggest(self, trial_id: str) -> Optional[dict]:
         if trial_id in self.trials:
-            return self.trials[trial_id]
+            return self.trials[trial_id].to_dict()
         config = self._next_config()
         if config is None:
             return Searcher.FINISHED
         self.trials[trial_id] = config
-        if config.get("key"):
-            self.running[config["key"]] = trial_id
-        return config
+        if config.key:
+            self.running[config.key] = trial_id
+        return config.to_dict()
 
-    def _next_config(self) -> Optional[dict]:
+    def _next_config(self) -> Optional[TrialConfig]:
         if self.queue:
-            return {"kind": "baseline", "neck": self.queue.pop(0)}
+            return TrialConfig.baseline(self.queue.pop(0))
         if self.to_sample <= 0:
             return None
         for _ in range(MAX_DUPLICATE_ASKS):
@@ -137,7 +140,7 @@ class NeckSearcher(Searcher):
                 genotype = sample_genotype(self.space, trial)
             except DSLError as err:
                 self.to_sample -= 1
-                return {"kind": "search", "number": trial.number, "params": dict(trial.params), "invalid": str(err)}
+                return TrialConfig.unbuildable(trial.number, dict(trial.params), str(err))
             genotype = replace(genotype, name=f"{self.space.name}-t{trial.number}")
             key = graph_key(genotype)
             if key in self.outcomes:
@@ -149,23 +152,25 @@ class NeckSearcher(Searcher):
                 self._log_duplicate(trial, key, "waits for the running trial with the same graph")
                 continue
             self.to_sample -= 1
-            return {"kind": "search", "number": trial.number, "params": dict(trial.params),
-                    "key": key, "genotype": to_yaml(genotype)}
+            return TrialConfig.sampled(trial.number, dict(trial.params), key, to_yaml(genotype))
         self.exhausted = True  # every point asked for is a graph already trained
         return None
 
     # -- Tune reports
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         config = self.trials.get(trial_id)
-        if config is None or result.get("ap_rung") is None or result.get("rung") is None:
+        if config is None:
             return
-        self.rungs.setdefault(trial_id, {})[int(result["rung"])] = float(result["ap_rung"])
-        if config["kind"] != "search" or result.get("final") or len(self.objectives) > 1:
+        report = TrialReport.from_dict(result)
+        if report.ap_rung is None or report.rung is None:
             return
-        trial = self.live.get(config["number"])
+        self.rungs.setdefault(trial_id, {})[int(report.rung)] = float(report.ap_rung)
+        if config.kind != SEARCH or report.final or len(self.objectives) > 1:
+            return
+        trial = self.live.get(config.number)
         if trial is not None:
             try:
-                trial.report(float(result["ap_rung"]), step=int(result["rung"]))
+                trial.report(float(report.ap_rung), step=int(report.rung))
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass
 
@@ -173,13 +178,13 @@ class NeckSearcher(Searcher):
         config = self.trials.get(trial_id)
         if config is None or (not error and not result):
             return  # stopped before it ran: not finished, the study keeps it RUNNING for a resume
-        record = self._record(trial_id, config, result or {}, error)
+        record = self._record(trial_id, config, TrialReport.from_dict(result or {}), error)
         append_trial(self.run_dir, record)
-        if config["kind"] != "search":
+        if config.kind != SEARCH:
             return
         outcome = _outcome_of(record, self.objectives)
-        self._tell(config["number"], *outcome)
-        key = config.get("key")
+        self._tell(config.number, *outcome)
+        key = config.key
         if key is not None:
             self.running.pop(key, None)
             if not error:  # a lost worker is not the graph's fault
@@ -187,30 +192,26 @@ class NeckSearcher(Searcher):
             for number in self.waiting.pop(key, []):
                 self._tell(number, *outcome)
 
-    def _record(self, trial_id: str, config: dict, result: dict, error: bool) -> dict:
+    def _record(self, trial_id: str, config: TrialConfig, report: TrialReport, error: bool) -> TrialRecord:
         if error:
-            state, message = "error", (f"the trial's worker died (out of memory, or its node was lost); "
-                                       f"Tune's error.txt of trial {trial_id} says more")
-        elif result.get("failed") or "invalid" in config:
-            state, message = "failed", result.get("error") or config.get("invalid")
+            state, message = ERROR, (f"the trial's worker died (out of memory, or its node was lost); "
+                                     f"Tune's error.txt of trial {trial_id} says more")
+        elif report.failed or config.invalid is not None:
+            state, message = FAILED, report.error or config.invalid
         else:
-            state, message = ("complete" if result.get("final") else "pruned"), None
-        return {
-            "trial_id": trial_id, "kind": config["kind"], "name": trial_name(config),
-            "number": config.get("number"), "key": config.get("key"), "params": config.get("params"),
-            "genotype": config.get("genotype"), "state": state, "error": message,
-            "metrics": {k: result[k] for k in KEPT_METRICS if k in result},
-            "rungs": {str(k): v for k, v in sorted(self._rungs_of(trial_id, result).items())},
-            "started": self.started.get(trial_id), "ended": time.time(), "duration": result.get("seconds"),
-            "node": result.get("node"), "node_id": result.get("node_id"),
-        }
+            state, message = (COMPLETE if report.final else PRUNED), None
+        return TrialRecord(trial_id=trial_id, kind=config.kind, name=config.name, state=state,
+                           number=config.number, key=config.key, params=config.params, genotype=config.genotype,
+                           error=message, metrics=report.metrics, rungs=self._rungs_of(trial_id, report),
+                           started=self.started.get(trial_id), ended=time.time(), duration=report.seconds,
+                           node=report.node, node_id=report.node_id)
 
-    def _rungs_of(self, trial_id: str, result: dict) -> dict[int, float]:
+    def _rungs_of(self, trial_id: str, report: TrialReport) -> dict[int, float]:
         """AP at each rung reached; the last one too (Tune does not pass on a result that made
         the scheduler stop the trial)."""
         rungs = dict(self.rungs.get(trial_id, {}))
-        if result.get("rung") is not None and result.get("ap_rung") is not None:
-            rungs[int(result["rung"])] = float(result["ap_rung"])
+        if report.rung is not None and report.ap_rung is not None:
+            rungs[int(report.rung)] = float(report.ap_rung)
         return rungs
 
     def _tell(self, number: int, state: str, values: Optional[list[float]]) -> None:
@@ -229,20 +230,19 @@ class NeckSearcher(Searcher):
         return {k: v for k, v in self.__dict__.items() if k not in ("study", "storage", "live")}
 
 
-def work_left(records: list[dict], baselines: list[str], trials: int) -> tuple[list[str], int]:
+def work_left(records: list[TrialRecord], baselines: list[str], trials: int) -> tuple[list[str], int]:
     """The baselines a run still has to train, and how many sampled trials (a baseline whose
     worker died is trained again; a sampled trial is done once Optuna was told its outcome)."""
-    done = {r["name"] for r in records if r["kind"] == "baseline" and r["state"] != "error"}
-    searched = sum(r["kind"] == "search" and r.get("number") is not None for r in records)
+    done = {r.name for r in records if r.is_baseline and r.state != ERROR}
+    searched = sum(r.kind == SEARCH and r.number is not None for r in records)
     return [b for b in baselines if b not in done], max(0, trials - searched)
 
 
-def _outcome_of(record: dict, objectives: list[str]) -> tuple:
+def _outcome_of(record: TrialRecord, objectives: list[str]) -> tuple:
     """What Optuna is told of a recorded trial."""
-    if record["state"] == "pruned":
+    if record.state == PRUNED:
         return ("PRUNED", None)
-    metrics = record.get("metrics") or {}
-    values = [metrics.get(OBJECTIVES[o][0]) for o in objectives]
-    if record["state"] != "complete" or any(v is None for v in values):
+    values = [OBJECTIVES[o].score(record.metrics) for o in objectives]
+    if record.state != COMPLETE or any(v is None for v in values):
         return ("FAIL", None)
     return ("COMPLETE", [float(v) for v in values])

@@ -31,6 +31,7 @@ import pandas as pd
 from .._version import versions
 from ..files import FileProblem, read_text, write_text
 from .errors import SearchError
+from .records import RecordError, TrialRecord
 
 TRIALS = "trials.jsonl"
 MANIFEST = "manifest.json"
@@ -38,7 +39,6 @@ SPACE = "space.yaml"
 STUDY_DB = "study.db"
 DUPLICATES = "duplicates.jsonl"
 MANIFEST_FORMAT = "nasfpn-run/1"
-STATES = ("complete", "pruned", "failed", "error")
 SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key", re.I)
 MAX_RUN_FILE_BYTES = 1 << 30
 
@@ -145,40 +145,33 @@ def space_file(run_dir: Path, manifest: dict) -> Path:
 
 
 # ----------------------------------------------------------------------------- trials
-def append_line(path: Path, record: dict) -> None:
-    """Append one JSON line and flush it to disk before anything else happens. A torn last line
-    (a run killed while writing) is closed off first, so it never swallows the new record."""
+def _append(path: Path, line: str) -> None:
+    """Append one line and flush it to disk before anything else happens. A torn last line
+    (a run killed while writing) is closed off first, so it never swallows the new one."""
     with open(path, "ab+") as f:
         if f.tell() > 0:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
                 f.write(b"\n")
-        f.write((json.dumps(record, default=str, allow_nan=True) + "\n").encode("utf-8"))
+        f.write((line + "\n").encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
 
 
-def append_trial(run_dir: Path, record: dict) -> None:
-    append_line(run_dir / TRIALS, record)
+def append_line(path: Path, entry: dict) -> None:
+    """Append `entry` as one JSON line (see `_append`)."""
+    _append(path, json.dumps(entry, default=str, allow_nan=True))
 
 
-def _valid(record) -> bool:
-    """A record the report, export and resume can use as it is."""
-    if not (isinstance(record, dict) and isinstance(record.get("trial_id"), str)
-            and record.get("kind") in ("baseline", "search") and isinstance(record.get("name"), str)
-            and record.get("state") in STATES and isinstance(record.get("metrics") or {}, dict)):
-        return False
-    numbers_ok = all(isinstance(v, (int, float)) for k, v in (record.get("metrics") or {}).items()
-                     if k in ("AP", "neck_flops") and v is not None)
-    needs_genotype = record["kind"] == "search" and record["state"] == "complete"
-    return numbers_ok and (not needs_genotype or isinstance(record.get("genotype"), str))
+def append_trial(run_dir: Path, record: TrialRecord) -> None:
+    _append(run_dir / TRIALS, record.to_json())
 
 
 @dataclass
 class TrialLog:
     """The finished trials of a run, and the lines of trials.jsonl that could not be read."""
 
-    records: list[dict]
+    records: list[TrialRecord]
     path: Path
     unreadable: list[int] = field(default_factory=list)   # line numbers
     torn_last: bool = False                                 # the last line is cut (a killed write)
@@ -204,47 +197,35 @@ def read_trial_log(run_dir: Path) -> TrialLog:
         data = read_text(path, MAX_RUN_FILE_BYTES, "MAX_RUN_FILE_BYTES")
     except FileProblem as problem:
         raise SearchError(str(problem)) from None
-    records: dict[str, dict] = {}
+    records: dict[str, TrialRecord] = {}
     unreadable = []
     lines = data.split("\n")
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            record = None
-        if _valid(record):
-            records[record["trial_id"]] = record
-        else:
+            record = TrialRecord.from_json(line)
+        except RecordError:
             unreadable.append(number)
+            continue
+        records[record.trial_id] = record
     torn = bool(unreadable) and unreadable[-1] == len(lines) and not data.endswith("\n")
-    ordered = sorted(records.values(), key=lambda r: r.get("ended") or 0)
+    ordered = sorted(records.values(), key=lambda r: r.ended or 0)
     return TrialLog(ordered, path, unreadable, torn)
 
 
-def read_trials(run_dir: Path) -> list[dict]:
+def read_trials(run_dir: Path) -> list[TrialRecord]:
     return read_trial_log(run_dir).records
 
 
-def trial_seconds(record: dict) -> float | None:
-    """Seconds the trial ran: as the trial measured it, else as the driver saw it start and end."""
-    if record.get("duration") is not None:
-        return record["duration"]
-    if record.get("started") is not None and record.get("ended") is not None:
-        return record["ended"] - record["started"]
-    return None
-
-
-def trials_frame(records: list[dict]) -> pd.DataFrame:
+def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:
     """A row per trial: identity, each sampled choice (`param:` columns), each metric, state,
     duration, error."""
     rows = []
     for r in records:
-        row = {"trial_id": r["trial_id"], "kind": r["kind"], "name": r["name"], "state": r["state"],
-               "graph_key": r.get("key"), "optuna_number": r.get("number"),
-               "duration_s": trial_seconds(r), "error": r.get("error"), "node": r.get("node")}
-        row.update({f"param:{k}": v for k, v in (r.get("params") or {}).items()})
-        row.update({k: v for k, v in (r.get("metrics") or {}).items()})
+        row = {"trial_id": r.trial_id, "kind": r.kind, "name": r.name, "state": r.state, "graph_key": r.key,
+               "optuna_number": r.number, "duration_s": r.seconds, "error": r.error, "node": r.node}
+        row.update({f"param:{k}": v for k, v in (r.params or {}).items()})
+        row.update(r.metrics.to_dict())
         rows.append(row)
     return pd.DataFrame(rows)

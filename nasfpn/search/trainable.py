@@ -9,15 +9,28 @@ Only infrastructure failures (a lost worker) surface as Tune errors, which Tune 
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import time
 import traceback
+from dataclasses import dataclass, replace
 
 import torch
 from ray import tune
 
+from .records import TrialConfig, TrialMetrics, TrialReport
+
 RUNG_IMAGES = 128  # val images scored at intermediate rungs
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """How every trial of a search trains: torch threads, device, and the seed of its training."""
+
+    threads: int = 1
+    device: str = "cpu"
+    seed: int = 0
 
 
 def _flat(metrics: dict) -> dict:
@@ -30,48 +43,50 @@ def _flat(metrics: dict) -> dict:
     return out
 
 
-def neck_trial(config: dict, prepared=None, settings: dict | None = None) -> None:
-    """The function trainable; `prepared` (data, targets, backbone features) comes from the
-    object store, shared by every trial."""
+def neck_trial(config: dict, session=None, settings: TrialSettings | None = None) -> None:
+    """The function trainable: `config` is the searcher's TrialConfig as Tune hands it on;
+    `session` (the ProxySession: data, targets, backbone features) comes from the object store,
+    shared by every trial."""
     from ..dsl import from_yaml, load
     from ..proxy.train import run_trial
 
-    settings = settings or {}
-    torch.set_num_threads(max(1, int(settings.get("threads", 1))))
-    where = {"node": platform.node(), "pid": os.getpid()}
-    try:
-        import ray
+    trial = TrialConfig.from_dict(config)
+    settings = settings or TrialSettings()
+    torch.set_num_threads(max(1, int(settings.threads)))
+    node, pid, node_id = platform.node(), os.getpid(), None
+    import ray
 
-        where["node_id"] = ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - informative only
-        pass
-    evals = prepared.budget.evals
+    if ray.is_initialized():  # in a Tune worker; never start a Ray from here (ray's auto-init would)
+        node_id = ray.get_runtime_context().get_node_id()
+    evals = session.budget.evals
     started = time.time()
+
+    def report(metrics: TrialMetrics, **outcome) -> None:
+        tune.report(TrialReport(metrics, seconds=time.time() - started, node=node, pid=pid, node_id=node_id,
+                                **outcome).to_dict())
 
     def failed(message: str) -> None:
         # ap_rung NaN: Tune wants the searcher's metric in every result; NaN ranks nowhere in ASHA
-        tune.report({"failed": True, "error": message, "final": True, "rung": evals, "ap_rung": float("nan"),
-                     "seconds": time.time() - started, **where})
+        report(TrialMetrics(rung=evals, ap_rung=float("nan")), final=True, failed=True, error=message)
 
-    if "invalid" in config:
-        failed(f"invalid genotype: {config['invalid']}")
+    if trial.invalid is not None:
+        failed(f"invalid genotype: {trial.invalid}")
         return
     try:
-        genotype = load(config["neck"]) if config["kind"] == "baseline" else from_yaml(config["genotype"])
-        rung = {"k": 0}
+        genotype = load(trial.neck) if trial.is_baseline else from_yaml(trial.genotype)
+        rungs = itertools.count(1)
 
         def on_eval(step: int, metrics: dict) -> None:
-            rung["k"] += 1
-            tune.report({"rung": rung["k"], "ap_rung": metrics["AP"], "step": step, "final": False,
-                         "seconds": time.time() - started, **where})
+            report(TrialMetrics(rung=next(rungs), ap_rung=metrics["AP"]), step=step)
 
         # Reference trials report only at the end: early stopping never cuts a baseline short.
-        metrics = run_trial(genotype, prepared, seed=int(settings.get("seed", 0)),
-                            device=settings.get("device", "cpu"), progress=False,
-                            on_eval=on_eval if config["kind"] == "search" else None, eval_limit=RUNG_IMAGES)
+        metrics = run_trial(genotype, session.on(settings.device), seed=int(settings.seed), progress=False,
+                            on_eval=None if trial.is_baseline else on_eval, eval_limit=RUNG_IMAGES)
     except Exception as exc:  # noqa: BLE001 - any failure of the trial is recorded, not raised
         last = traceback.extract_tb(exc.__traceback__)[-1]
         failed(f"{type(exc).__name__}: {exc} ({os.path.basename(last.filename)}:{last.lineno})")
         return
-    tune.report({**_flat(metrics), "rung": evals, "ap_rung": metrics.get("AP_rung"), "final": True,
-                 "failed": False, "seconds": time.time() - started, **where})
+    flat = _flat(metrics)
+    scores = TrialMetrics.from_dict(flat)
+    details = {k: v for k, v in flat.items() if k not in TrialMetrics.names()}
+    report(replace(scores, rung=evals, ap_rung=scores.AP_rung), final=True, details=details)

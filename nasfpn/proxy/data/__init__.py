@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +69,10 @@ def _split(images: torch.Tensor, boxes: list, labels: list, image_size: int) -> 
                  orig_sizes=[(image_size, image_size)] * n, scales=np.ones(n))
 
 
-@lru_cache(maxsize=4)
 def load_data(spec: str, image_size: int = 128, train_images: int = 16384, val_images: int = 512,
-              seed: int = 0, cache: str | None = None) -> DetectionData:
-    """`synthetic` (generated from `seed` once, then loaded from the disk cache) or `coco:DIR`."""
+              seed: int = 0, cache: str | Path | None = None) -> DetectionData:
+    """`synthetic` (generated from `seed` once, then loaded from the disk cache) or `coco:DIR`.
+    Each call loads anew: a dataset lives as long as the session that holds it (session.py)."""
     if spec == "synthetic":
         train = synthetic_split(seed, "train", train_images, image_size, cache)
         val = synthetic_split(seed, "val", val_images, image_size, cache)
