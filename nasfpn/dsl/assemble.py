@@ -98,11 +98,8 @@ def _check_node(node: Node, raw: dict, path: str, visible: list[str], own: str, 
             if key not in spec["params"]:
                 error(f"{path}.params.{key}", f"unknown parameter '{key}' for block '{node.block}'"
                       + did_you_mean(key, spec["params"]))
-            elif key == "ratios" and not (isinstance(value, tuple) and value and all(
-                    isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1 for r in value)):
-                error(f"{path}.params.ratios", "expected a non-empty list of numbers in (0, 1]")
-            elif key == "ratios" and len(value) > limits.MAX_LIST:
-                error(f"{path}.params.ratios", f"at most {limits.MAX_LIST} entries (MAX_LIST), got {len(value)}")
+            elif vocab.PARAM_TYPES[spec["params"][key][0]](value):
+                error(f"{path}.params.{key}", vocab.PARAM_TYPES[spec["params"][key][0]](value))
         return
     if node.params:
         error(f"{path}.params", "params are only for block nodes (set `block:`)")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import limits
+
 COMBINE: dict[str, str] = {}
 FUSION: dict[str, str] = {}
 UPSAMPLE: dict[str, str] = {}
@@ -18,7 +20,7 @@ POST_OPS: dict[str, str] = {}
 EXTRA: dict[str, str] = {}
 AGGREGATE: dict[str, str] = {}
 FEEDBACK_FUSION: dict[str, str] = {}
-BLOCKS: dict[str, dict] = {}   # name -> {"inputs": n, "params": {param: (type, default, about)}, "about"}
+BLOCKS: dict[str, dict] = {}   # name -> {"inputs": n, "params": {param: (PARAM_TYPES key, default, about)}, "about"}
 CONV_OPS: set[str] = set()     # post-ops that set the width (a conv); the others keep it
 NORM_OPS: set[str] = set()     # post-ops after which a conv needs no bias
 
@@ -56,6 +58,9 @@ def declare(kind: str, name: str, about: str, arity: Arity = Arity(), role: str 
     if name in TABLES[kind]:
         raise ValueError(f"{kind} op {name!r} is declared twice")
     if kind == "block":
+        unknown = [p for p, (kind_, _, _) in (params or {}).items() if kind_ not in PARAM_TYPES]
+        if unknown:
+            raise ValueError(f"block {name!r}: parameters {unknown} have no type of PARAM_TYPES")
         BLOCKS[name] = {"inputs": arity.low, "params": dict(params or {}), "about": about}
     else:
         TABLES[kind][name] = about
@@ -70,6 +75,19 @@ def arity_problem(kind: str, name: str, n: int) -> str | None:
     """The message for a node with `n` inputs using op `name` of `kind`, or None if that is fine."""
     arity = ARITY.get((kind, name))
     return arity.problem(kind, name, n) if arity else None
+
+
+def _fractions(value) -> str | None:
+    if not (isinstance(value, tuple) and value and all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1 for r in value)):
+        return "expected a non-empty list of numbers in (0, 1]"
+    if len(value) > limits.MAX_LIST:
+        return f"at most {limits.MAX_LIST} entries (MAX_LIST), got {len(value)}"
+    return None
+
+
+# The value types a block parameter may declare: name -> check (the message, or None when fine).
+PARAM_TYPES = {"fractions": _fractions}
 
 
 LATERAL_WHEN = {

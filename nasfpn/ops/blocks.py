@@ -132,7 +132,7 @@ for _op in (
     Op("block", "residual_augmentation", "AugFPN residual feature augmentation: adaptive average pools at "
        "several ratios, 1x1 conv each, bilinear upsample, adaptive spatial fusion", ResidualAugmentation,
        lambda s: ((s.channels, list(s.param_dict["ratios"])), {}), label="RFA", arity=Arity(1, 1),
-       params={"ratios": (list, [0.1, 0.2, 0.3], "adaptive-pool sizes as fractions of the input size")},
+       params={"ratios": ("fractions", [0.1, 0.2, 0.3], "adaptive-pool sizes as fractions of the input size")},
        needs=(SpatialAttentionFuse,), symmetric=lambda levels: False),
     Op("aggregate", "last", "the neck's outputs are the last stack's outputs", LastStack),
     Op("aggregate", "sfam", "M2Det SFAM: per level, concatenate every stack's output, SE channel attention, "
