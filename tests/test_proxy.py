@@ -277,3 +277,29 @@ def test_quick_is_a_smaller_proxy_at_the_same_image_size():
     assert quick.train_images < proxy.train_images and quick.val_images < proxy.val_images
     assert quick.backbone_steps * quick.batch < proxy.backbone_steps * proxy.batch
     assert quick.steps * quick.batch < proxy.steps * proxy.batch
+
+
+def test_flop_counts_do_not_depend_on_what_the_process_ran_before():
+    from nasfpn.proxy.cost import module_flops
+
+    g = nasfpn.load("mlfpn")  # bilinear upsampling: torch decomposes it in deterministic mode only
+
+    def count() -> int:
+        with torch.device("meta"):
+            neck = nasfpn.build_neck(g, [64, 128, 256], 64)
+            maps = [torch.empty(1, c, 256 // s, 256 // s) for c, s in [(64, 8), (128, 16), (256, 32)]]
+        return module_flops(neck, maps)
+
+    before = count()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        during = count()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert before == during and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_a_trial_gives_the_callers_deterministic_setting_back(smoke):
+    assert not torch.are_deterministic_algorithms_enabled()
+    run_trial(nasfpn.load("fpn"), smoke, measure=False)
+    assert not torch.are_deterministic_algorithms_enabled()

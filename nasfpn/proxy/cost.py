@@ -2,13 +2,15 @@
 
 FLOPs come from torch.utils.flop_counter.FlopCounterMode (2 per multiply-add of convs and
 matmuls) plus formulas for what it leaves out, so fusion-heavy necks are not under-counted:
-resampling (nearest 1, bilinear 7 per output element), pooling (kernel area per output
-element; adaptive pools 1 per input element), element-wise arithmetic and activations
-(1 per output element) and normalization (2 per element).
+resampling (nearest 1 per output element; bilinear as the arithmetic of its decomposition,
+see `count_flops`), pooling (kernel area per output element; adaptive pools 1 per input
+element), element-wise arithmetic and activations (1 per output element) and normalization
+(2 per element).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -85,9 +87,24 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@contextlib.contextmanager
+def deterministic():
+    """torch's deterministic algorithms (warn-only) inside the block, the caller's setting after."""
+    before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn)
+
+
 def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of `fn` (run it under torch.no_grad, in eval mode, for inference cost)."""
-    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
+    """FLOPs of one call of `fn` (run it under torch.no_grad, in eval mode, for inference cost).
+
+    Counted in deterministic mode, where trials train: there torch decomposes bilinear
+    upsampling into arithmetic before the counter sees it, elsewhere not, and a count must not
+    depend on what the process ran before it."""
+    with deterministic(), FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
         fn()
     return int(counter.get_total_flops())
 

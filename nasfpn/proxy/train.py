@@ -13,7 +13,7 @@ import torch
 
 from .._version import versions
 from ..dsl import Genotype
-from .cost import count_flops, latency_ms
+from .cost import count_flops, deterministic, latency_ms
 from .data import Split
 from .evaluate import coco_ap, coco_detections
 from .init import passthrough_init_
@@ -97,9 +97,16 @@ def run_trial(genotype: Genotype, session: ProxySession, seed: int = 0, progress
               measure: bool = True) -> dict:
     """Train and evaluate one neck on the session's device. `on_eval(step, metrics)` is called at
     the budget's intermediate evaluation points (on the first `eval_limit` val images) and may
-    raise EarlyStop; the final evaluation uses the whole val split."""
+    raise EarlyStop; the final evaluation uses the whole val split. Runs with torch's
+    deterministic algorithms on (warn-only), and gives the caller's setting back after."""
+    with deterministic():
+        return _train_and_score(genotype, session, seed, progress, on_eval, eval_limit, measure)
+
+
+def _train_and_score(genotype: Genotype, session: ProxySession, seed: int, progress: bool,
+                     on_eval: Optional[Callable[[int, dict], None]], eval_limit: Optional[int],
+                     measure: bool) -> dict:
     budget, data, device = session.budget, session.data, session.device
-    torch.use_deterministic_algorithms(True, warn_only=True)
     detector = build_detector(genotype, session, seed)
     eval_steps = tuple(sorted({max(1, round(budget.steps * (k + 1) / budget.evals)) for k in range(budget.evals - 1)}))
     stopped_at = None
