@@ -57,7 +57,7 @@ def _smoke(cache):
     return ProxySession.open("synthetic", get_budget("smoke"), cache=cache, progress=False)
 
 
-@pytest.mark.parametrize("which", ["backbone", "features"])
+@pytest.mark.parametrize("which", [pytest.param("backbone", marks=pytest.mark.slow), "features"])
 @pytest.mark.parametrize("damage", ["truncated", "overwritten"])
 def test_prepare_rebuilds_damaged_backbone_and_feature_caches(tmp_path, capsys, which, damage):
     first = _smoke(tmp_path)

@@ -60,6 +60,7 @@ def test_standalone_py_matches_the_compiled_neck(tmp_path, name, g):
             torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_standalone_py_runs_in_a_fresh_interpreter_without_nasfpn(tmp_path):
     export(nasfpn.load("bifpn"), "py", tmp_path / "bifpn_neck.py", [40, 112, 320])
     script = ("import sys; sys.modules['nasfpn'] = None\n"

@@ -101,7 +101,8 @@ def test_rfp_runs_the_recursion_through_the_backbone_hook():
     assert not torch.allclose(outs[0], single[0])
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "mlfpn" else n for n in GENOTYPES])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("mlfpn", "nasfpn") else n
+                                  for n in GENOTYPES])
 def test_torchscript_matches_eager(name):
     g = nasfpn.load(name)
     torch.manual_seed(0)
