@@ -106,3 +106,18 @@ def test_each_entry_validates_compiles_draws_and_exports_to_the_same_numbers(op,
         assert len(got) == 3
         for a, b in zip(want, got):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_ops_doc_lists_every_entry_under_its_kind():
+    from pathlib import Path
+
+    rows = [line.split("|") for line in (Path(__file__).parent.parent / "docs" / "ops.md").read_text().splitlines()
+            if line.startswith("| `")]
+    listed: dict[str, set[str]] = {}
+    for row in rows:
+        kinds = [k.strip(" `") for k in row[1].split(",")]
+        names = {n.strip(" `;") for n in row[4].replace(";", ",").split(",") if n.strip(" `;")}
+        listed[",".join(kinds)] = names
+    for kinds, names in listed.items():
+        assert names == {op.name for kind in kinds.split(",") for op in registry.entries(kind)}, kinds
+    assert {k for ks in listed for k in ks.split(",")} == set(registry.KINDS)
