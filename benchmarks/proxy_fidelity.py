@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 import nasfpn
+from nasfpn.export.ranking import kendall_tau, spearman_rho
 from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.cost import module_flops
 from nasfpn.proxy.data import load_data
@@ -39,47 +40,6 @@ FIELDS = ["neck", "budget", "seed", "AP", "AP50", "APs", "APm", "APl", "neck_flo
           "neck_init"]
 NUMERIC = FIELDS[3:10]
 UNRECORDED = "unrecorded"  # rows from before fingerprints were recorded ("unrecorded-DATE": one session)
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-b."""
-    concordant = discordant = ties_a = ties_b = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            da, db = a[i] - a[j], b[i] - b[j]
-            if da == 0 and db == 0:
-                continue
-            if da == 0:
-                ties_a += 1
-            elif db == 0:
-                ties_b += 1
-            elif da * db > 0:
-                concordant += 1
-            else:
-                discordant += 1
-    denom = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
-    return (concordant - discordant) / denom if denom else float("nan")
-
-
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def spearman_rho(a: list[float], b: list[float]) -> float:
-    ra, rb = _ranks(a), _ranks(b)
-    ma, mb = statistics.mean(ra), statistics.mean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    return cov / math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
 
 
 def sampled(space: str, seed: int) -> nasfpn.Genotype:

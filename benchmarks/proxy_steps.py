@@ -26,10 +26,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from proxy_fidelity import append_row, kendall_tau, sampled, spearman_rho
+from proxy_fidelity import append_row, sampled
 from proxy_fidelity import load_rows as load_fidelity_rows
 
 import nasfpn
+from nasfpn.export.ranking import kendall_tau, spearman_rho
 from nasfpn.proxy.budgets import NECK_INITS, get_budget
 from nasfpn.proxy.session import ProxySession
 from nasfpn.proxy.train import run_trial

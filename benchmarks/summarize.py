@@ -5,7 +5,7 @@ for a few figures derived here), plus the committed runs the README cites (runs/
 runs/nasfpn-40/, runs/search_efficiency/). Only current figures: a result file named
 NAME.YYYY-MM-DD.* is an earlier measurement kept for CHANGELOG.md and is left out. A result
 summary in results/ that no section below takes is an error, so a new benchmark cannot be
-forgotten here. Needs only the standard library (no torch, no nasfpn).
+forgotten here. Rank statistics are nasfpn's (`nasfpn.export.ranking`), as the benchmarks' own.
 
     python benchmarks/summarize.py            # rewrite benchmarks/README.md
     python benchmarks/summarize.py --check    # exit 1 if benchmarks/README.md is not what the results give
@@ -17,11 +17,12 @@ import argparse
 import csv
 import itertools
 import json
-import math
 import re
 import statistics
 import sys
 from pathlib import Path
+
+from nasfpn.export.ranking import kendall_tau
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -62,25 +63,6 @@ def _files(*paths: Path) -> str:
 
 def _image(path: Path, alt: str) -> list[str]:
     return [f"![{alt}]({_rel(path)})"] if path.exists() else []
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-b (the same statistic benchmarks/proxy_fidelity.py prints)."""
-    concordant = discordant = ties_a = ties_b = 0
-    for i, j in itertools.combinations(range(len(a)), 2):
-        da, db = a[i] - a[j], b[i] - b[j]
-        if da == 0 and db == 0:
-            continue
-        if da == 0:
-            ties_a += 1
-        elif db == 0:
-            ties_b += 1
-        elif da * db > 0:
-            concordant += 1
-        else:
-            discordant += 1
-    denom = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
-    return (concordant - discordant) / denom if denom else float("nan")
 
 
 def discordant_pairs(a: dict[str, float], b: dict[str, float]) -> tuple[int, int]:

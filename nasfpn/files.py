@@ -101,14 +101,17 @@ def output_file(path: str | Path, option: str = "") -> Path:
 def output_dir(path: str | Path, option: str = "") -> Path:
     """A directory to write into, created with its parents; an existing file there is refused."""
     path = Path(path)
+    where = f"{option} {path}" if option else str(path)
     for folder in (path, *path.parents):
         if folder.exists() and not folder.is_dir():
-            where = f"{option} {path}" if option else str(path)
             detail = "is a file" if folder == path else f"lies under {folder}, which is a file"
             raise FileProblem(where, f"{detail} (expected a directory)")
         if folder.exists():
             break
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FileProblem(where, f"cannot create the directory: {exc.strerror or exc}") from None
     return path
 
 
@@ -130,10 +133,4 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return Path(path)
-
-
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
     return Path(path)

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 import nasfpn
 from nasfpn.cli import main
@@ -208,3 +209,20 @@ def test_an_export_that_fails_leaves_the_previous_file_whole(tmp_path, monkeypat
         formats.export(nasfpn.load("bifpn"), "torchscript", out, [256, 512, 1024])
     assert out.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["neck.pt"]
+
+
+def test_a_cache_or_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    _one_line_exit_2(capsys, ["train", "--neck", "fpn", "--budget", "smoke", "--out", str(tmp_path / "run"),
+                              "--cache", str(a_file / "cache")], f"--cache {a_file / 'cache'}: lies under")
+    _one_line_exit_2(capsys, ["train", "--neck", "fpn", "--budget", "smoke", "--out", "/proc/nasfpn-test/run"],
+                     "--out /proc/nasfpn-test/run: cannot create the directory")
+
+
+def test_a_training_that_diverges_is_one_line(tmp_path, capsys, monkeypatch, cache_dir):
+    from nasfpn.proxy import loop
+
+    monkeypatch.setattr(loop, "detection_loss", lambda *args: {"total": torch.tensor(float("nan"))})
+    _one_line_exit_2(capsys, ["train", "--neck", "fpn", "--budget", "smoke", "--out", str(tmp_path / "run"),
+                              "--cache", str(cache_dir), "--no-progress"], "loss became nan")

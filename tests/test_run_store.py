@@ -66,3 +66,22 @@ def test_the_last_record_of_a_trial_wins_and_order_is_by_end(tmp_path):
     for i, extra in ((1, {"state": "failed"}), (0, {"state": "pruned"}), (1, {"state": "pruned", "ended": 5.0})):
         _appended(tmp_path, i, **extra)
     assert [(r.name, r.state) for r in read_trial_log(tmp_path).records] == [("t0", "pruned"), ("t1", "pruned")]
+
+
+@pytest.mark.parametrize("entry", [{"file": 7}, {"file": ["a"]}, {"file": "../../elsewhere.yaml"}, {"path": 3}])
+def test_a_damaged_space_entry_of_the_manifest_is_one_line(tmp_path, entry):
+    from nasfpn.search.errors import SearchError
+    from nasfpn.search.store import space_file
+
+    with pytest.raises(SearchError, match=r"manifest.json: damaged: 'space.file'"):
+        space_file(tmp_path, {"space": entry})
+
+
+def test_the_report_places_on_the_plot_only_trials_that_measured_their_cost(tmp_path):
+    from nasfpn.export.report import write_report
+
+    for i, extra in enumerate([{"neck_flops": 2_000_000}, {}]):
+        append_trial(tmp_path, TrialRecord.from_dict(_record(i, kind="baseline", name=f"b{i}", state="complete",
+                                                             metrics={"AP": 0.3 + i / 10, **extra})))
+    out = write_report(tmp_path)
+    assert "| b1 |" in (tmp_path / "leaderboard.md").read_text() and out["pareto"].stat().st_size > 0

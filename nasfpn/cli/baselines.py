@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from ..dsl import load, to_yaml, zoo_names
-from ..files import FileProblem, output_dir, read_text, write_text
+from ..export.baselines import TABLE_FIELDS
+from ..files import output_dir, read_text, write_text
+from ..proxy.loop import TrainingDiverged
 from .common import UserError, bounded_int, proxy_session, write_json
 from .train import add_proxy_options
 
@@ -41,15 +44,22 @@ def run(args) -> int:
             done = run_dir / "metrics.json"
             metrics = _finished(done)
             if (metrics is not None and metrics.get("budget_config") == session.budget.as_dict()
-                    and metrics.get("data") == session.data.name):
+                    and metrics.get("data") == session.data.name
+                    and metrics.get("backbone_fingerprint") == session.backbone_fingerprint):
                 rows.append(metrics)
                 continue
             output_dir(run_dir)
             write_text(run_dir / "genotype.yaml", to_yaml(g))
-            metrics = run_trial(g, session, seed=seed, progress=not args.no_progress)
+            try:
+                metrics = run_trial(g, session, seed=seed, progress=not args.no_progress)
+            except TrainingDiverged as err:  # the table goes on without it; a re-run tries it again
+                print(f"warning: {g.name} seed {seed}: {err}; left out of the table", file=sys.stderr)
+                continue
             write_json(done, metrics)
             rows.append(metrics)
             print(f"{g.name} seed {seed}: AP {metrics['AP'] * 100:.1f}  ({metrics['train_seconds']:.0f} s)")
+    if not rows:
+        raise UserError("every run diverged: there is no table to write")
     write_tables(rows, out, f"{session.data.name}, budget {session.budget.name}, {args.seeds} seed(s)")
     print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'ap_vs_flops.png'}")
     print((out / "table.md").read_text())
@@ -62,7 +72,10 @@ def _finished(path: Path) -> dict | None:
         return None
     try:
         metrics = json.loads(read_text(path))
-    except (FileProblem, ValueError, RecursionError) as err:
-        print(f"warning: {path}: unreadable ({err}); running it again")
+    except (ValueError, RecursionError) as err:  # FileProblem is a ValueError
+        print(f"warning: {path}: unreadable ({err}); running it again", file=sys.stderr)
         return None
-    return metrics if isinstance(metrics, dict) else None
+    if not isinstance(metrics, dict) or not TABLE_FIELDS <= metrics.keys():
+        print(f"warning: {path}: not the metrics of a finished run; running it again", file=sys.stderr)
+        return None
+    return metrics

@@ -7,6 +7,7 @@ import json
 from ..dsl import SearchSpace, read, to_yaml
 from ..files import output_dir, write_text
 from ..proxy.budgets import BUDGETS
+from ..proxy.evaluate import METRICS
 from .common import UserError, bounded_int, proxy_session, seed, write_json
 
 
@@ -46,7 +47,7 @@ def run(args) -> int:
     session = proxy_session(args, genotype.levels)
     metrics = run_trial(genotype, session, seed=args.seed, progress=not args.no_progress)
     write_json(out / "metrics.json", metrics)
-    print(json.dumps({k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}, indent=None))
+    print(json.dumps({k: metrics[k] for k in METRICS}, indent=None))
     print(f"train {metrics['train_seconds']:.1f} s ({metrics['images_per_second']:.0f} img/s); "
           f"neck {metrics['neck_params'] / 1e6:.3f} M params, {metrics['neck_flops'] / 1e9:.3f} GFLOPs; "
           f"wrote {out / 'metrics.json'}")

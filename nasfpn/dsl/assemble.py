@@ -98,8 +98,8 @@ def _check_node(node: Node, raw: dict, path: str, visible: list[str], own: str, 
             if key not in spec["params"]:
                 error(f"{path}.params.{key}", f"unknown parameter '{key}' for block '{node.block}'"
                       + did_you_mean(key, spec["params"]))
-            elif vocab.PARAM_TYPES[spec["params"][key][0]](value):
-                error(f"{path}.params.{key}", vocab.PARAM_TYPES[spec["params"][key][0]](value))
+            elif message := vocab.PARAM_TYPES[spec["params"][key][0]](value):
+                error(f"{path}.params.{key}", message)
         return
     if node.params:
         error(f"{path}.params", "params are only for block nodes (set `block:`)")
@@ -110,8 +110,8 @@ def _check_node(node: Node, raw: dict, path: str, visible: list[str], own: str, 
         if node.combine != "sum":
             error(f"{path}.fusion", f"fusion '{node.fusion}' weights a sum: it needs combine 'sum', "
                                     f"not '{node.combine}'")
-        elif vocab.arity_problem("fusion", node.fusion, n):
-            error(f"{path}.fusion", vocab.arity_problem("fusion", node.fusion, n))
+        elif message := vocab.arity_problem("fusion", node.fusion, n):
+            error(f"{path}.fusion", message)
 
 
 def _check_outputs(cell: Cell, levels: tuple[int, ...], error) -> None:

@@ -20,9 +20,8 @@ POST_OPS: dict[str, str] = {}
 EXTRA: dict[str, str] = {}
 AGGREGATE: dict[str, str] = {}
 FEEDBACK_FUSION: dict[str, str] = {}
-BLOCKS: dict[str, dict] = {}   # name -> {"inputs": n, "params": {param: (PARAM_TYPES key, default, about)}, "about"}
+BLOCKS: dict[str, dict] = {}   # name -> {"params": {param: (PARAM_TYPES key, default, about)}, "about"}
 CONV_OPS: set[str] = set()     # post-ops that set the width (a conv); the others keep it
-NORM_OPS: set[str] = set()     # post-ops after which a conv needs no bias
 
 TABLES = {"combine": COMBINE, "fusion": FUSION, "upsample": UPSAMPLE, "downsample": DOWNSAMPLE,
           "post": POST_OPS, "extra": EXTRA, "aggregate": AGGREGATE, "feedback_fusion": FEEDBACK_FUSION,
@@ -61,14 +60,12 @@ def declare(kind: str, name: str, about: str, arity: Arity = Arity(), role: str 
         unknown = [p for p, (kind_, _, _) in (params or {}).items() if kind_ not in PARAM_TYPES]
         if unknown:
             raise ValueError(f"block {name!r}: parameters {unknown} have no type of PARAM_TYPES")
-        BLOCKS[name] = {"inputs": arity.low, "params": dict(params or {}), "about": about}
+        BLOCKS[name] = {"params": dict(params or {}), "about": about}
     else:
         TABLES[kind][name] = about
     ARITY[(kind, name)] = arity
     if role == "conv":
         CONV_OPS.add(name)
-    elif role == "norm":
-        NORM_OPS.add(name)
 
 
 def arity_problem(kind: str, name: str, n: int) -> str | None:

@@ -9,16 +9,17 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import atomic_output, output_dir, write_text
+from ..proxy.evaluate import METRICS
 from .plots import ap_vs_flops
 
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+COSTS = ("neck_params", "neck_flops", "model_params", "model_flops", "latency_ms", "train_seconds")
+TABLE_FIELDS = frozenset(("neck", "seed", *COSTS))  # what a run's metrics must hold to be tabled
 
 
 def summarize(rows: list[dict]) -> pd.DataFrame:
     """One row per neck: mean and std over seeds of every metric, costs of the neck."""
     frame = pd.DataFrame([{**{m: r.get(m) for m in METRICS}, "neck": r["neck"], "seed": r["seed"],
-                           **{k: r[k] for k in ("neck_params", "neck_flops", "model_params", "model_flops",
-                                                "latency_ms", "train_seconds")}} for r in rows])
+                           **{k: r[k] for k in COSTS}} for r in rows])
     frame[list(METRICS)] = frame[list(METRICS)].astype(float)
     grouped = frame.groupby("neck", sort=False)
     table = grouped[["neck_params", "neck_flops", "model_params", "model_flops"]].first()

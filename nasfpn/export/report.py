@@ -54,7 +54,8 @@ def leaderboard(records: list[TrialRecord]) -> str:
 
 
 def pareto_plot(records: list[TrialRecord], path: Path) -> None:
-    rows = ranked(records)
+    # a trial without a cost figure is on the leaderboard (cost "-") but has no place on this plot
+    rows = [r for r in ranked(records) if r.metrics.neck_flops is not None]
     fig, ax = new_figure((7, 4.5))
     search = [r for r in rows if not r.is_baseline]
     base = [r for r in rows if r.is_baseline]

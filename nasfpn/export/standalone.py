@@ -26,7 +26,7 @@ from ..dsl.schema import Genotype
 from ..files import write_text
 from ..ops.blocks import ASPP, Feedback
 from ..ops.post import post_sites
-from ..ops.registry import Site, Source, exported_name, get
+from ..ops.registry import Source, exported_name, get
 from ..ops.resample import edge_op, size_of
 
 WIDTH = Source("width")
@@ -77,12 +77,11 @@ def _node(p: NodePlan, names: dict[int, str], m: _Module, prefix: str) -> None:
     terms = []
     for group, edges in (("in", p.inputs), ("unused", p.unused)):
         for e, (index, level) in enumerate(edges):
-            found = edge_op(level, node.level, node.upsample, node.downsample)
+            found = edge_op(level, node.level, node.upsample, node.downsample, WIDTH)
             if found is None:
                 terms.append(names[index])
                 continue
             op, site = found
-            site = Site(channels=WIDTH, factor=site.factor)
             compiled = f"{prefix}.{'edges' if group == 'in' else 'unused'}.{e}"
             attr = m.sub(f"{p.name}_{group}{e}", op.call_source(site), compiled, op.sources(site))
             terms.append(f"{attr}({names[index]}, {ref})")

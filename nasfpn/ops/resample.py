@@ -115,18 +115,15 @@ for _op in (
     register(_op)
 
 
-def edge_op(src_level: int, dst_level: int, upsample: str, downsample: str) -> tuple[Op, Site] | None:
-    """The resampling entry of an edge and its site (without the width), None for the same level."""
+def edge_op(src_level: int, dst_level: int, upsample: str, downsample: str, channels) -> tuple[Op, Site] | None:
+    """The resampling entry of an edge and its site, None for the same level."""
     if src_level == dst_level:
         return None
     if src_level > dst_level:
-        return get("upsample", upsample), Site()
-    return get("downsample", downsample), Site(factor=2 ** (dst_level - src_level))
+        return get("upsample", upsample), Site(channels=channels)
+    return get("downsample", downsample), Site(channels=channels, factor=2 ** (dst_level - src_level))
 
 
 def make_edge(src_level: int, dst_level: int, upsample: str, downsample: str, channels: int) -> nn.Module:
-    found = edge_op(src_level, dst_level, upsample, downsample)
-    if found is None:
-        return Take()
-    op, site = found
-    return op.build(Site(channels=channels, factor=site.factor))
+    found = edge_op(src_level, dst_level, upsample, downsample, channels)
+    return Take() if found is None else found[0].build(found[1])

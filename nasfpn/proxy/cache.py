@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
-from ..files import FileProblem, atomic_output, check_regular
+from ..files import FileProblem, atomic_output, check_regular, output_dir
 
 FORMAT = "nasfpn-cache/1"
 T = TypeVar("T")
@@ -24,9 +24,11 @@ T = TypeVar("T")
 
 def cache_dir(path: str | Path | None = None) -> Path:
     """`path`, else $NASFPN_CACHE, else ~/.cache/nasfpn (created if missing)."""
-    root = Path(path or os.environ.get("NASFPN_CACHE") or Path.home() / ".cache" / "nasfpn")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    if path:
+        return output_dir(path, "--cache")
+    if os.environ.get("NASFPN_CACHE"):
+        return output_dir(os.environ["NASFPN_CACHE"], "$NASFPN_CACHE")
+    return output_dir(Path.home() / ".cache" / "nasfpn")
 
 
 def tensor_digest(obj: Any) -> str:

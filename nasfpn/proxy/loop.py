@@ -11,14 +11,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import NasfpnError
 from .data import Split
 from .losses import detection_loss
 from .model import Detector, normalize
 from .targets import Locations, SplitTargets
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(NasfpnError, RuntimeError):
+    """The loss became NaN or infinite (the neck and schedule, not nasfpn: one line, exit 2)."""
 
 
 class EarlyStop(Exception):

@@ -54,11 +54,11 @@ def backbone_features(state: dict, split: Split, device: str, batch: int = 64) -
     return [torch.cat(level) for level in zip(*chunks)]
 
 
-def frozen_features(data: DetectionData, budget: Budget, state: dict, device: str,
+def frozen_features(data: DetectionData, budget: Budget, state: dict, state_fingerprint: str, device: str,
                     cache: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """fp16 features of the train and val images under exactly these weights (a rebuilt
-    backbone may differ in the last bits, so the key is their fingerprint)."""
-    path = cache / f"features-{_key(data.key, budget.image_size, fingerprint(state), 'features')}.pt"
+    backbone may differ in the last bits, so the key is their `fingerprint`)."""
+    path = cache / f"features-{_key(data.key, budget.image_size, state_fingerprint, 'features')}.pt"
     saved = load_checked(path, "backbone features")
     if saved is not None:
         return saved["train"], saved["val"]

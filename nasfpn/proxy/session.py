@@ -55,11 +55,12 @@ class ProxySession:
         locs = locations(budget.image_size, strides, level_ranges(strides))
         targets = split_targets(data.train, locs, len(data.classes))
         state = pretrain_backbone(data, budget, backbone_seed, device, root, progress)
+        state_fingerprint = fingerprint(state)
         train_feats = val_feats = None
         if not budget.end_to_end:
-            train_feats, val_feats = frozen_features(data, budget, state, device, root)
+            train_feats, val_feats = frozen_features(data, budget, state, state_fingerprint, device, root)
         return cls(data, budget, device, locs, targets, state, train_feats, val_feats, backbone_seed,
-                   fingerprint(state))
+                   state_fingerprint)
 
     def on(self, device: str) -> ProxySession:
         """The same session, its trials trained on `device` (a search prepares on the driver's

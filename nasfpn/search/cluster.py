@@ -78,7 +78,7 @@ def _start_reaper() -> None:
 
 def connect_ray(address: Optional[str], cpus: Optional[int]) -> str:
     """Join the cluster at `address` (or $RAY_ADDRESS); else start an embedded single-node Ray
-    bound to 127.0.0.1. Returns a description for the manifest."""
+    bound to 127.0.0.1. Returns which: "embedded", or the address joined."""
     address = address or os.environ.get("RAY_ADDRESS")
     import ray
 

@@ -69,8 +69,6 @@ class NeckSearcher(Searcher):
         self.space = space
         self.storage = storage                       # may hold a password: never saved (__getstate__)
         self.study_name = study_name
-        self.sampler_name = sampler
-        self.seed = seed
         self.objectives = objectives
         self.run_dir = Path(run_dir)
         self.run_id = run_id                         # marks the study's trials this run asked for

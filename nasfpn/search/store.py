@@ -131,9 +131,14 @@ def read_manifest(run_dir: Path) -> dict:
 def space_file(run_dir: Path, manifest: dict) -> Path:
     """The run's own copy of its space (runs from before it kept one: the original, if unchanged)."""
     space = manifest["space"]
-    path = run_dir / space.get("file", SPACE)
+    name, original = space.get("file", SPACE), space.get("path", "")
+    if not (isinstance(name, str) and Path(name).name == name and name not in ("", ".", "..")
+            and isinstance(original, str)):
+        raise SearchError(f"{run_dir / MANIFEST}: damaged: 'space.file' is not a file name in the run "
+                          "directory; restore it from a copy of the run directory")
+    path = run_dir / name
     if not path.exists():
-        path = Path(space.get("path", ""))
+        path = Path(original)
     try:
         text = read_text(path)
     except FileProblem as problem:
