@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 import nasfpn
+from nasfpn.dsl.budget import read_budget
 from nasfpn.export.ranking import kendall_tau, spearman_rho
-from nasfpn.proxy.budgets import get_budget
 from nasfpn.proxy.cost import module_flops
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.session import ProxySession
@@ -113,7 +113,7 @@ def main() -> int:
                          f"(expected some of: {', '.join(g.name for g in genotypes)})")
         genotypes = [g for g in genotypes if g.name in chosen]
 
-    budgets = {name: get_budget(name) for name in ("proxy", "full")}
+    budgets = {name: read_budget(name) for name in ("proxy", "full")}
     # both budgets read the same images: one dataset in memory, a session per budget on it
     data = load_data("synthetic", budgets["proxy"].image_size, budgets["proxy"].train_images,
                      budgets["proxy"].val_images, cache=args.cache)
@@ -176,7 +176,7 @@ def summarize(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    proxy_budget, full_budget = get_budget("proxy"), get_budget("full")
+    proxy_budget, full_budget = read_budget("proxy"), read_budget("full")
     proxy_steps, full_steps, init = proxy_budget.steps, full_budget.steps, proxy_budget.neck_init
     earlier = sorted({r["neck_init"] for r in rows if r["budget"] == "proxy"} - {init})
     backbones = list(dict.fromkeys(r["backbone"] for r in rows))

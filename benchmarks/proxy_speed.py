@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import nasfpn
-from nasfpn.proxy.budgets import get_budget
+from nasfpn.dsl.budget import read_budget
 from nasfpn.proxy.cost import count_flops
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.losses import detection_loss
@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS / "proxy_speed.md"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    budget = get_budget("proxy")
+    budget = read_budget("proxy")
 
     start = time.perf_counter()  # the session's two steps timed apart: loading, then preparing
     data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=args.cache)

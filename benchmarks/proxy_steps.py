@@ -30,8 +30,8 @@ from proxy_fidelity import append_row, sampled
 from proxy_fidelity import load_rows as load_fidelity_rows
 
 import nasfpn
+from nasfpn.dsl.budget import NECK_INITS, read_budget, with_fields
 from nasfpn.export.ranking import kendall_tau, spearman_rho
-from nasfpn.proxy.budgets import NECK_INITS, get_budget
 from nasfpn.proxy.session import ProxySession
 from nasfpn.proxy.train import run_trial
 
@@ -88,12 +88,12 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     csv_path = out.with_suffix(".csv")
 
-    budget = get_budget("proxy", neck_init=args.neck_init)
+    budget = read_budget("proxy", [f"neck_init={args.neck_init}"])
     session = ProxySession.open("synthetic", budget, cache=args.cache, progress=False)
     done = {(r["neck"], r["schedule"], r["seed"], r["backbone"], r["neck_init"]) for r in load_rows(csv_path)}
     for name, steps, batch, width, lr, end_to_end in schedules:
-        run = replace(session, budget=replace(budget, steps=steps, batch=batch, width=width, lr=lr,
-                                               end_to_end=end_to_end))
+        run = replace(session, budget=with_fields(budget, steps=steps, batch=batch, width=width, lr=lr,
+                                                  backbone_mode="train" if end_to_end else "cached"))
         if end_to_end:  # every step runs the backbone on the images
             run = replace(run, train_feats=None, val_feats=None)
         for g in genotypes:
@@ -121,7 +121,7 @@ def resolve(name: str) -> nasfpn.Genotype:
 def parse_schedule(text: str) -> tuple[str, int, int, int, float, bool]:
     """`2400x16w32e2e@4e-3` -> (its canonical name, steps, batch, width, lr, end to end); the
     proxy's width and lr where none is given, frozen features without `e2e`."""
-    proxy = get_budget("proxy")
+    proxy = read_budget("proxy")
     rest, _, lr = text.strip().partition("@")
     end_to_end = rest.endswith(E2E)
     rest = rest.removesuffix(E2E)
@@ -140,7 +140,7 @@ def summarize(rows: list[dict], full: dict[str, float], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    init = get_budget("proxy").neck_init  # runs at another neck init are labelled with it
+    init = read_budget("proxy").neck_init  # runs at another neck init are labelled with it
     rows = [{**r, "schedule": r["schedule"] + ("" if r["neck_init"] == init else f" ({r['neck_init']} init)")}
             for r in rows]
     scheds = sorted({(r["steps"] * r["batch"], r["width"], r["steps"], r["schedule"]) for r in rows})

@@ -10,7 +10,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke(cache_dir):
     """The one proxy session on the smoke budget that the tests share."""
-    from nasfpn.proxy.budgets import get_budget
+    from nasfpn.dsl.budget import read_budget
     from nasfpn.proxy.session import ProxySession
 
-    return ProxySession.open("synthetic", get_budget("smoke"), cache=cache_dir, progress=False)
+    return ProxySession.open("synthetic", read_budget("smoke"), cache=cache_dir, progress=False)

@@ -42,18 +42,27 @@ def edit(root, split, fn):
     path.write_text(json.dumps(data))
 
 
-def test_coco_directory_loads_letterboxed_with_original_coordinates(tmp_path):
+def test_coco_directory_reads_an_index_with_original_coordinates(tmp_path):
     root = write_coco(tmp_path / "coco")
-    data = load_data(f"coco:{root}", image_size=64)
+    data = load_data(f"coco:{root}", train_images=100, val_images=100)
     assert data.classes == [f"class{k}" for k in range(6)]
-    assert data.train.images.shape == (6, 3, 64, 64) and len(data.val) == 3
-    scale = 64 / 80
-    assert data.train.scales[0] == pytest.approx(scale)
+    assert len(data.train) == 6 and len(data.val) == 3 and data.train.sizes[0] == (60, 80)
+    assert tuple(data.train.images.read(0).shape) == (3, 60, 80)  # decoded on demand, at its own size
     gt = data.val.ground_truth(data.classes)
     original = json.loads((root / "annotations" / "instances_val.json").read_text())
     assert len(gt["annotations"]) == len(original["annotations"])
     np.testing.assert_allclose(gt["annotations"][0]["bbox"], original["annotations"][0]["bbox"], atol=1e-3)
-    assert data.train.images[0, :, 60:, :].max() == 0  # padding below the 48-row letterboxed image
+
+
+def test_a_coco_subset_is_deterministic_and_grows_by_keeping_the_smaller_one(tmp_path):
+    root = write_coco(tmp_path / "coco", n_train=12)
+    four, again, eight = (load_data(f"coco:{root}", train_images=n, val_images=2) for n in (4, 4, 8))
+    assert four.train.image_ids == again.train.image_ids and len(four.train) == 4 and len(four.val) == 2
+    assert set(four.train.image_ids) < set(eight.train.image_ids)
+    assert four.key != eight.key
+    assert "train: a subset of 4 of its 12 images (seed 0)" in four.notes
+    other = load_data(f"coco:{root}", train_images=4, val_images=2, seed=1)
+    assert other.train.image_ids != four.train.image_ids
 
 
 def test_smoke_training_on_a_coco_directory(tmp_path, cache_dir):
@@ -121,8 +130,9 @@ def _bad_bbox(root):
 def test_broken_coco_inputs_exit_2_naming_file_and_item(tmp_path, cache_dir, capsys, breaker, fragments):
     root = write_coco(tmp_path / "coco")
     breaker(root)
-    with pytest.raises(DataError):
-        load_data(f"coco:{root}", 64)
+    if breaker is not _undecodable:  # checked before training; an image decodes only when a batch needs it
+        with pytest.raises(DataError):
+            load_data(f"coco:{root}")
     rc = main(["train", "--neck", "fpn", "--data", f"coco:{root}", "--budget", "smoke",
                "--out", str(tmp_path / "run"), "--cache", str(cache_dir), "--no-progress"])
     err = capsys.readouterr().err
@@ -134,7 +144,7 @@ def test_broken_coco_inputs_exit_2_naming_file_and_item(tmp_path, cache_dir, cap
 def test_zero_area_boxes_are_skipped_and_counted(tmp_path, cache_dir, capsys):
     root = write_coco(tmp_path / "coco")
     edit(root, "train", lambda d: [a.update(bbox=[5.0, 5.0, 0.0, 4.0]) for a in d["annotations"][:2]])
-    data = load_data(f"coco:{root}", 64)
+    data = load_data(f"coco:{root}")
     assert data.notes == ["skipped 2 zero-area boxes"]
     rc = main(["train", "--neck", "fpn", "--data", f"coco:{root}", "--budget", "smoke",
                "--out", str(tmp_path / "run"), "--cache", str(cache_dir), "--no-progress"])

@@ -5,7 +5,8 @@
 - every `nasfpn ...` command line in a ```bash or ```console block, in an inline code span, or in
   a manifest under deploy/, parses with the CLI's own parser; every `python benchmarks/X.py`
   names a script that exists;
-- ```yaml blocks are YAML; one whose first line is `# NAME.yaml` is written to that file, and
+- ```yaml blocks are YAML; one whose first line is `# budget NAME.yaml` is a valid budget file;
+  one whose first line is `# NAME.yaml` is written to that file, and
   validates unless its name starts with `bad`; a ```console block's `$ nasfpn validate|show ...`
   prints exactly the lines under it;
 - relative links and images point at files (and at headings, for `#anchor`s into markdown);
@@ -206,6 +207,13 @@ def test_yaml_blocks_are_yaml_and_named_genotypes_validate(doc, tmp_path):
         (tmp_path / name).write_text(text)
         if not name.startswith("bad"):
             nasfpn.read(tmp_path / name)
+    from nasfpn.dsl.budget import read_budget
+
+    for lang, _, text, _at in blocks(doc):
+        m = re.match(r"^# budget ([\w.-]+\.yaml)", text)
+        if lang == "yaml" and m:
+            (tmp_path / m.group(1)).write_text(text)
+            read_budget(tmp_path / m.group(1))  # a budget file the docs show is a valid one
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=_ids(DOCS))
@@ -275,18 +283,32 @@ def _table(doc: Path, heading: str) -> list[list[str]]:
     return [[c.strip() for c in ln.strip("|").split("|")] for ln in rows[2:]]
 
 
-def test_budget_table_is_the_budgets():
-    from nasfpn.proxy.budgets import BUDGETS
+def test_budget_table_is_the_presets():
+    from nasfpn.dsl.budget import budget_names, read_budget
 
     rows = {r[0].strip("`"): r for r in _table(ROOT / "docs" / "proxy.md", "Budgets")}
-    assert set(rows) == set(BUDGETS), "docs/proxy.md's budget table and nasfpn/proxy/budgets.py list other budgets"
-    for name, b in BUDGETS.items():
+    assert set(rows) == set(budget_names()), "docs/proxy.md's budget table and budgets/*.yaml list other budgets"
+    for name in budget_names():
+        b = read_budget(name)
         _, images, size, schedule, backbone, init, _ = rows[name]
         assert images == f"{b.train_images} / {b.val_images}", name
         assert size == f"{b.image_size} px", name
         assert schedule == f"{b.steps} x {b.batch}", name
-        assert (backbone == "trained end to end") == b.end_to_end, name
+        assert backbone == {"cached": "frozen, cached", "frozen": "frozen, live",
+                            "train": "trained end to end"}[b.backbone_mode], name
         assert init == {"passthrough": "pass-through", "default": "default"}[b.neck_init], name
+
+
+def test_budget_field_table_is_every_field():
+    from nasfpn.dsl.budget import FIELDS, Budget
+
+    rows = {r[0].strip("`"): r for r in _table(ROOT / "docs" / "proxy.md", "Budget files")}
+    assert list(rows) == list(FIELDS), "docs/proxy.md's field table and nasfpn/dsl/budget.py's FIELDS differ"
+    for name, row in rows.items():
+        default = Budget("x").as_dict()[name] if name != "name" else None
+        if default is not None:
+            shown = row[1].strip("`")
+            assert shown == (str(default) if not isinstance(default, list) else ", ".join(map(str, default))), name
 
 
 @pytest.mark.slow

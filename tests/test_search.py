@@ -250,11 +250,12 @@ def test_a_damaged_manifest_or_study_is_one_line_naming_the_file(tmp_path, cache
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{run / 'manifest.json'}: damaged, not valid JSON" in err
     tampered = json.loads(good)
-    tampered["args"]["budget"] = "enormous"
+    tampered["budget"]["steps"] = "enormous"  # the budget a resumed run trains on is its manifest's
     (run / "manifest.json").write_text(json.dumps(tampered))
     assert main(["search", "--resume", str(run), "--no-progress"]) == 2
-    assert capsys.readouterr().err.strip() == ("nasfpn search: --budget enormous: expected one of "
-                                               "smoke, quick, proxy, full")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{run / 'manifest.json'}: steps: expected an integer in 1..100000000, got 'enormous'" in err
     (run / "manifest.json").write_text(good)
     (run / "study.db").write_bytes(b"this is not a database" * 100)
     assert main(["search", "--resume", str(run), "--no-progress"]) == 2

@@ -21,7 +21,7 @@ from nasfpn.search.records import TrialConfig, TrialRecord, TrialReport
 def _run(config: TrialConfig, session, monkeypatch) -> list[TrialReport]:
     reports = []
     monkeypatch.setattr(trainable.tune, "report", lambda result: reports.append(TrialReport.from_dict(result)))
-    trainable.neck_trial(config.to_dict(), session=session)
+    trainable.neck_trial(config.to_dict(), spec=session.spec)
     return reports
 
 

@@ -108,19 +108,44 @@ def check_device(device: str) -> str:
     raise UserError(f"--device {device}: expected cpu, cuda or cuda:N")
 
 
+def add_budget_options(p) -> None:
+    """--budget, --set, --steps and the machine's loader and cache settings (every command that trains)."""
+    p.add_argument("--budget", default="proxy", metavar="NAME|FILE",
+                   help="a preset (smoke, quick, proxy, full: budgets/*.yaml) or a budget YAML file")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a budget field, e.g. --set image_size=512 --set batch=8 (repeatable)")
+    p.add_argument("--steps", type=bounded_int(1), help="the same as --set steps=N")
+    p.add_argument("--cache-limit", type=finite_float(0, positive=True), default=None, metavar="GB",
+                   help="largest frozen-feature cache to write (default 20 GB); above it the frozen "
+                        "backbone runs live")
+    p.add_argument("--workers", type=bounded_int(0, 64), default=None,
+                   help="loader processes that decode images (default: up to 4, one core left)")
+
+
+def budget_of(args):
+    """The budget the options name, with every --set applied (a bad field: one line, exit 2)."""
+    from ..dsl.budget import read_budget
+
+    return read_budget(args.budget, budget_sets(args))
+
+
+def budget_sets(args) -> list[str]:
+    return list(args.sets) + ([f"steps={args.steps}"] if args.steps is not None else [])
+
+
 def proxy_session(args, levels):
     """The proxy session (data, budget, shared backbone and features) the proxy-trainer options ask for."""
     import torch
 
-    from ..proxy.budgets import get_budget
-    from ..proxy.session import ProxySession
+    from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, ProxySession
 
+    budget = budget_of(args)
     device = check_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    session = ProxySession.open(args.data, get_budget(args.budget, steps=args.steps), levels=tuple(levels),
-                                backbone_seed=args.backbone_seed, cache=args.cache, device=device,
-                                progress=not args.no_progress)
+    session = ProxySession.open(args.data, budget, levels=tuple(levels), backbone_seed=args.backbone_seed,
+                                cache=args.cache, device=device, progress=not args.no_progress,
+                                cache_limit_gb=args.cache_limit or DEFAULT_CACHE_LIMIT_GB, workers=args.workers)
     for note in session.data.notes:
         print(f"warning: {args.data}: {note}")
     return session

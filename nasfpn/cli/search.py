@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 from ..dsl import zoo_names
-from ..proxy.budgets import BUDGETS
-from .common import UserError, bounded_int, finite_float, seed
+from .common import UserError, add_budget_options, bounded_int, budget_sets, finite_float, seed
 
 
 def add_parser(sub) -> None:
@@ -18,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--space", help="search-space YAML (e.g. search_spaces/nasfpn_space.yaml)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--trials", type=bounded_int(1), default=40, help="sampled necks to train (default 40)")
-    p.add_argument("--budget", default="proxy", choices=list(BUDGETS))
+    add_budget_options(p)
     p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2")
     p.add_argument("--objective", default="ap", help="ap (default) or ap,flops")
     p.add_argument("--concurrency", type=bounded_int(1), help="trials at once (default: cluster CPUs / cpus-per-trial)")
@@ -39,9 +38,10 @@ def add_parser(sub) -> None:
     p.add_argument("--trial-seed", type=seed, default=0, help="seed of every trial's training")
     p.add_argument("--backbone-seed", type=seed, default=0)
     p.add_argument("--no-asha", action="store_true", help="train every trial to the end")
-    p.add_argument("--steps", type=bounded_int(1), help="override the budget's training steps")
     p.add_argument("--cpus", type=bounded_int(1), help="CPUs of the embedded Ray (default: all)")
-    p.add_argument("--cache", metavar="DIR", help="backbone/feature cache (default ~/.cache/nasfpn)")
+    p.add_argument("--cache", metavar="DIR", help="backbone/feature cache (default: STORAGE_PATH/cache with "
+                                                  "--storage-path on a shared filesystem, else ~/.cache/nasfpn "
+                                                  "on each node)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
 
@@ -61,7 +61,8 @@ def run(args) -> int:
                          storage_path=args.storage_path,
                          name=args.name, runs_dir=args.runs_dir, data=args.data, baselines=baselines,
                          seed=args.seed, trial_seed=args.trial_seed, backbone_seed=args.backbone_seed,
-                         asha=not args.no_asha, steps=args.steps, cpus=args.cpus, cache=args.cache,
+                         asha=not args.no_asha, sets=budget_sets(args), cpus=args.cpus, cache=args.cache,
+                         cache_limit_gb=args.cache_limit, workers=args.workers,
                          progress=not args.no_progress)
     run_dir, finished = run_search(opts, resume=Path(args.resume) if args.resume else None, report=write_report)
     board = run_dir / "leaderboard.md"
@@ -75,7 +76,7 @@ def run(args) -> int:
     if board.exists():
         print(f"next: export the best cell as plain PyTorch with\n"
               f"  nasfpn export {run_dir} --format py --out best_neck.py")
-        if opts.budget != "proxy":
+        if opts.budget in ("smoke", "quick"):
             space = args.space or run_dir / "space.yaml"
             print(f"or run a real search at the proxy budget:\n"
                   f"  nasfpn search --space {space} --budget proxy --trials 40")

@@ -6,9 +6,8 @@ import json
 
 from ..dsl import SearchSpace, read, to_yaml
 from ..files import output_dir, write_text
-from ..proxy.budgets import BUDGETS
 from ..proxy.evaluate import METRICS
-from .common import UserError, bounded_int, proxy_session, seed, write_json
+from .common import UserError, add_budget_options, bounded_int, budget_of, proxy_session, seed, write_json
 
 
 def add_parser(sub) -> None:
@@ -24,9 +23,8 @@ def add_parser(sub) -> None:
 
 def add_proxy_options(p) -> None:
     p.add_argument("--data", default="synthetic", help="synthetic (built in) or coco:DIR")
-    p.add_argument("--budget", default="proxy", choices=list(BUDGETS))
+    add_budget_options(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--steps", type=bounded_int(1), help="override the budget's training steps")
     p.add_argument("--threads", type=bounded_int(1, 4096), help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--backbone-seed", type=seed, default=0,
                    help="seed of the shared pretrained backbone (cached per dataset and seed)")
@@ -38,6 +36,7 @@ def add_proxy_options(p) -> None:
 def run(args) -> int:
     from ..proxy.train import run_trial
 
+    budget_of(args)  # a bad budget is reported before anything is written
     genotype = read(args.neck)
     if isinstance(genotype, SearchSpace):
         raise UserError(f"{args.neck} is a search space: train a genotype (e.g. a point from "

@@ -7,27 +7,16 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
+from .resnet import BasicBlock
 
 
 class ProxyBackbone(nn.Module):
-    """Strides 4 (C2), 8 (C3), 16 (C4), 32 (C5); widths `widths` = (C2, C3, C4, C5)."""
+    """Strides 4 (C2), 8 (C3), 16 (C4), 32 (C5); widths `widths` = (C2, C3, C4, C5). Trained end
+    to end it trains whole, batch norm included (it is pretrained here, on the same data)."""
+
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
     def __init__(self, widths: Sequence[int] = (32, 64, 128, 256), blocks: int = 1,
                  with_c2: bool = False, feedback_channels: Optional[int] = None):
@@ -50,6 +39,9 @@ class ProxyBackbone(nn.Module):
             for conv in self.feedback_convs:
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
+
+    def frozen_parameters(self) -> list:
+        return []
 
     @property
     def out_channels(self) -> List[int]:

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from ..errors import NasfpnError
-from .data import Split
+from .loader import Batch
 from .losses import detection_loss
-from .model import Detector, normalize
-from .targets import Locations, SplitTargets
+from .model import Detector
+from .targets import Locations
 
 
 class TrainingDiverged(NasfpnError, RuntimeError):
@@ -26,64 +26,76 @@ class EarlyStop(Exception):
     """Raised by an evaluation callback to end training early (e.g. ASHA)."""
 
 
-def _lr_lambda(steps: int, warmup: int) -> Callable[[int], float]:
+def _lr_lambda(steps: int, warmup: int, schedule: str) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
         progress = (step - warmup) / max(1, steps - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return factor
 
 
-def fit(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], targets: SplitTargets,
-        locs: Locations, steps: int, batch: int, lr: float, warmup: int, seed: int, device: str,
-        train_backbone: bool, backbone_lr_scale: float, desc: str = "training", progress: bool = True,
-        on_eval: Optional[Callable[[int], None]] = None, eval_steps: tuple[int, ...] = ()) -> dict:
-    """Train for `steps` steps; `on_eval(step)` is called at each of `eval_steps` and may raise
-    EarlyStop. Returns timing and the last losses."""
-    detector.to(device).train()
-    if detector.backbone is not None and not train_backbone:
-        detector.backbone.eval()  # frozen: fixed BN statistics
-        for p in detector.backbone.parameters():
-            p.requires_grad_(False)
-        if detector.backbone.feedback_convs is not None:
-            for p in detector.backbone.feedback_convs.parameters():
-                p.requires_grad_(True)
-    backbone_params = {id(p) for p in detector.backbone.parameters()} if detector.backbone is not None else set()
-    fast = [p for p in detector.parameters() if p.requires_grad and id(p) not in backbone_params]
-    slow = [p for p in detector.parameters() if p.requires_grad and id(p) in backbone_params]
-    feedback_params = ({id(p) for p in detector.backbone.feedback_convs.parameters()}
-                       if detector.backbone is not None and detector.backbone.feedback_convs is not None else set())
-    groups = [{"params": fast + [p for p in slow if id(p) in feedback_params], "lr": lr}]
-    plain_slow = [p for p in slow if id(p) not in feedback_params]
-    if plain_slow:
-        groups.append({"params": plain_slow, "lr": lr * backbone_lr_scale})
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps, warmup))
+def _parameter_groups(detector: Detector, lr: float, train_backbone: bool, backbone_lr_scale: float) -> list[dict]:
+    """Neck, head and any feedback convs at `lr`; the backbone at lr * scale when it trains,
+    less what it keeps frozen (its `frozen_parameters`); nothing of it when it does not."""
+    backbone = detector.backbone
+    feedback = set()
+    if backbone is not None:
+        if backbone.feedback_convs is not None:
+            feedback = {id(p) for p in backbone.feedback_convs.parameters()}
+        frozen = set() if train_backbone else {id(p) for p in backbone.parameters()} - feedback
+        frozen |= {id(p) for p in backbone.frozen_parameters()}
+        for p in backbone.parameters():
+            p.requires_grad_(id(p) not in frozen)
+        if not train_backbone:
+            backbone.eval()  # fixed BN statistics
+    mine = list(backbone.parameters()) if backbone is not None else []
+    in_backbone = {id(p) for p in mine}
+    fast = [p for p in detector.parameters() if p.requires_grad and id(p) not in in_backbone]
+    fast += [p for p in mine if p.requires_grad and id(p) in feedback]
+    slow = [p for p in mine if p.requires_grad and id(p) not in feedback]
+    groups = [{"params": fast, "lr": lr}]
+    if slow:
+        groups.append({"params": slow, "lr": lr * backbone_lr_scale})
+    return groups
 
-    generator = torch.Generator().manual_seed(seed)
-    n = len(split)
-    order = torch.randperm(n, generator=generator)
-    cursor = 0
-    points = locs.points.to(device)
-    need_images = feats is None or detector.recursive
+
+def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple[int, int]], Locations],
+        steps: int, lr: float, warmup: int, device: str, train_backbone: bool, backbone_lr_scale: float,
+        schedule: str = "cosine", desc: str = "training", progress: bool = True,
+        on_eval: Optional[Callable[[int], None]] = None, eval_steps: tuple[int, ...] = ()) -> dict:
+    """Train for `steps` batches of `batches` (see loader.py); `locations(canvas)` gives the
+    points a batch's targets were assigned on. `on_eval(step)` is called at each of `eval_steps`
+    and may raise EarlyStop. Returns timing and the last losses."""
+    detector.to(device).train()
+    groups = _parameter_groups(detector, lr, train_backbone, backbone_lr_scale)
+    detector.backbone_frozen = not train_backbone
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps, warmup, schedule))
+    points: dict[tuple[int, int], torch.Tensor] = {}
+    non_blocking = device.startswith("cuda")
     bar = tqdm(total=steps, desc=desc, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
     start = time.perf_counter()
     seen = 0
+    first_step_at = None
     last: dict[str, float] = {}
     try:
-        for step in range(steps):
-            if cursor + batch > n:
-                order, cursor = torch.randperm(n, generator=generator), 0
-            idx = order[cursor:cursor + min(batch, n)]
-            cursor += len(idx)
-            images = normalize(split.images[idx].to(device)) if need_images else None
-            batch_feats = [f[idx].to(device).float() for f in feats] if feats is not None else None
-            cls, box, ctr = detector(images, batch_feats)
+        for step, batch in zip(range(steps), batches):
+            if first_step_at is None:
+                first_step_at = time.time()
+            if batch.canvas not in points:
+                points[batch.canvas] = locations(batch.canvas).points.to(device)
+            images = (detector.normalize(batch.images.to(device, non_blocking=non_blocking))
+                      if batch.images is not None else None)
+            feats = ([f.to(device, non_blocking=non_blocking).float() for f in batch.feats]
+                     if batch.feats is not None else None)
+            cls, box, ctr = detector(images, feats)
             b = cls.shape[0]
             losses = detection_loss(cls.flatten(0, 1), box.flatten(0, 1), ctr.flatten(),
-                                    points.repeat(b, 1), targets.cls[idx].to(device).flatten(),
-                                    targets.box[idx].to(device).flatten(0, 1))
+                                    points[batch.canvas].repeat(b, 1), batch.cls.to(device).flatten(),
+                                    batch.box.to(device).flatten(0, 1))
             total = losses["total"]
             if not torch.isfinite(total):
                 raise TrainingDiverged(f"loss became {float(total)} at step {step}")
@@ -91,8 +103,8 @@ def fit(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], t
             total.backward()
             nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 10.0)
             optimizer.step()
-            schedule.step()
-            seen += len(idx)
+            scheduler.step()
+            seen += b
             last = {k: float(v.detach()) for k, v in losses.items()}
             if progress:
                 rate = seen / max(time.perf_counter() - start, 1e-9)
@@ -104,4 +116,4 @@ def fit(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], t
         bar.close()
     seconds = time.perf_counter() - start
     return {"train_seconds": seconds, "images_per_second": seen / max(seconds, 1e-9),
-            "images_seen": seen, "final_losses": last}
+            "images_seen": seen, "first_step_at": first_step_at, "final_losses": last}

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ..compile import build_neck
 from ..dsl import Genotype, from_dict
-from .backbone import ProxyBackbone
+from .backbones import normalize
 from .head import DenseHead
-
-MEAN, STD = 0.5, 0.25
-
-
-def normalize(images_uint8: Tensor) -> Tensor:
-    return (images_uint8.float() / 255.0 - MEAN) / STD
 
 
 def plain_laterals(levels: Sequence[str] = ("P3", "P4", "P5", "P6", "P7")) -> Genotype:
@@ -31,9 +26,11 @@ def plain_laterals(levels: Sequence[str] = ("P3", "P4", "P5", "P6", "P7")) -> Ge
 
 class Detector(nn.Module):
     def __init__(self, genotype: Genotype, num_classes: int, width: int, head_depth: int,
-                 backbone: Optional[ProxyBackbone] = None, backbone_channels: Sequence[int] = (64, 128, 256)):
+                 backbone: Optional[nn.Module] = None, backbone_channels: Sequence[int] = (64, 128, 256)):
         super().__init__()
         self.backbone = backbone
+        self.backbone_frozen = False  # set by the training loop: then its first pass records no graph
+        self.round_features = False   # features rounded to fp16, as the feature cache stores them
         channels = backbone.out_channels if backbone is not None else list(backbone_channels)
         self.neck = build_neck(genotype, channels, width)
         self.strides = [2 ** lv for lv in genotype.levels]
@@ -43,11 +40,17 @@ class Detector(nn.Module):
     def recursive(self) -> bool:
         return self.neck.feedback is not None
 
+    def normalize(self, images_uint8: Tensor) -> Tensor:
+        return normalize(images_uint8, self.backbone)
+
     def pyramid(self, images: Optional[Tensor] = None, feats: Optional[List[Tensor]] = None) -> tuple:
         """Neck outputs from normalized images, or from precomputed backbone features (the first
         pass of a recursive neck can use them; its later passes need the images)."""
         if feats is None:
-            feats = self.backbone(images)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
+                feats = self.backbone(images)
+            if self.round_features:
+                feats = [f.half().float() for f in feats]
         outs = self.neck(feats)
         if self.neck.feedback is not None:
             for _ in range(self.neck.feedback.steps - 1):
@@ -59,20 +62,9 @@ class Detector(nn.Module):
         return self.head(self.pyramid(images, feats))
 
 
-def new_backbone(recursive: bool, width: int) -> ProxyBackbone:
-    return ProxyBackbone(widths=(32, 64, 128, 256), feedback_channels=width if recursive else None)
-
-
 def count_model(detector: Detector) -> dict[str, int]:
     """Parameter counts of the neck and of the whole detector."""
     total = sum(p.numel() for p in detector.parameters())
     neck = sum(p.numel() for p in detector.neck.parameters())
     return {"neck_params": neck, "model_params": total}
-
-
-def load_backbone_weights(backbone: ProxyBackbone, state: dict) -> None:
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    unexpected = [k for k in unexpected]
-    if unexpected or any(not k.startswith("feedback_convs") for k in missing):
-        raise RuntimeError(f"backbone weights do not fit: missing {missing}, unexpected {unexpected}")
 

@@ -1,71 +1,118 @@
-"""The one-time steps of a proxy session (session.py): the pretrained shared backbone and its
-frozen features. Both are cached on disk (weights-only files), keyed by dataset content, image
-size, backbone seed and pretraining steps; the features also by the weights they came from."""
+"""The one-time steps of a proxy session (session.py): the shared backbone's weights (the user's
+file, or pretrained here once) and, for `backbone_mode: cached`, its frozen features.
+
+Pretrained weights are a checked tensor file keyed by everything the pretraining reads (data,
+image size, backbone, seed, steps, warmup, batch, lr, width, head depth); the features are a
+memory-mapped fp16 entry of the array cache keyed by the data, the canvas and the weights'
+fingerprint. Each is built under a lock, once per machine (or cluster, on shared storage).
+"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .budgets import Budget
+from ..dsl.budget import Budget
+from .array_cache import ArrayWriter, cached_arrays, locked
+from .backbones import new_backbone, normalize, read_weights
 from .cache import load_checked, save_checked
 from .data import DetectionData, Split
+from .loader import Collate, Frame, InOrder, Items, LocationTable, TrainOrder, batches
 from .loop import fit
-from .model import Detector, new_backbone, normalize, plain_laterals
-from .targets import level_ranges, locations, split_targets, strides_for
+from .model import Detector, plain_laterals
+
+FEATURE_BATCH = 64
 
 
 def _key(*parts) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def pretrain_backbone(data: DetectionData, budget: Budget, seed: int, device: str,
-                      cache: Path, progress: bool) -> dict:
-    """Train backbone + the neutral plain-laterals neck + head once; cache the backbone weights."""
-    path = cache / f"backbone-{_key(data.key, budget.image_size, seed, budget.backbone_steps)}.pt"
+def shared_backbone(data: DetectionData, budget: Budget, seed: int, device: str, cache: Path, progress: bool,
+                    workers: int = 0) -> dict:
+    """The weights every trial's backbone starts from: the budget's file, else pretrained here."""
+    if budget.backbone_weights:
+        return read_weights(budget.backbone, budget.backbone_weights)
+    path = cache / (f"backbone-{budget.backbone}-" + _key(data.key, budget.image_size, seed, budget.backbone_steps,
+                                                          budget.backbone_warmup, budget.batch, budget.lr,
+                                                          budget.width, budget.head_depth) + ".pt")
     cached = load_checked(path, "backbone weights")
     if cached is not None:
         return cached
-    torch.manual_seed(seed)
-    genotype = plain_laterals()
-    detector = Detector(genotype, len(data.classes), budget.width, budget.head_depth,
-                        backbone=new_backbone(False, budget.width))
-    locs = locations(budget.image_size, strides_for(genotype.levels), level_ranges(strides_for(genotype.levels)))
-    targets = split_targets(data.train, locs, len(data.classes))
-    fit(detector, data.train, None, targets, locs, steps=budget.backbone_steps, batch=budget.batch,
-        lr=budget.lr, warmup=budget.warmup, seed=seed, device=device, train_backbone=True,
-        backbone_lr_scale=1.0, desc="pretraining the shared backbone", progress=progress)
-    state = {k: v.detach().cpu() for k, v in detector.backbone.state_dict().items()}
-    save_checked(path, state)
+    with locked(path.with_name(path.name + ".lock")):
+        cached = load_checked(path, "backbone weights")  # pretrained by another process meanwhile
+        if cached is not None:
+            return cached
+        state = pretrain(data, budget, seed, device, progress, workers)
+        save_checked(path, state)
     return state
 
 
+def pretrain(data: DetectionData, budget: Budget, seed: int, device: str, progress: bool, workers: int) -> dict:
+    """Backbone + the neutral plain-laterals neck + head trained on the train split."""
+    torch.manual_seed(seed)
+    genotype = plain_laterals()
+    backbone = new_backbone(budget.backbone)
+    if hasattr(backbone, "finetune"):
+        backbone.finetune = False  # from scratch: batch norm and every stage train
+    detector = Detector(genotype, len(data.classes), budget.width, budget.head_depth, backbone=backbone)
+    frame = Frame(budget.image_size, max(2 ** lv for lv in genotype.levels))
+    items = Items(data.train, frame, images=True)
+    collate = Collate(frame, genotype.levels, len(data.classes), square=False)
+    stream = batches(items, TrainOrder(len(data.train), budget.batch, budget.backbone_steps, seed), collate,
+                     workers, pin=device.startswith("cuda"))
+    fit(detector, stream, LocationTable(genotype.levels), steps=budget.backbone_steps, lr=budget.lr,
+        warmup=budget.backbone_warmup, device=device, train_backbone=True, backbone_lr_scale=1.0,
+        desc="pretraining the shared backbone", progress=progress)
+    return {k: v.detach().cpu() for k, v in detector.backbone.state_dict().items()}
+
+
+def feature_shapes(budget: Budget, levels, channels) -> list[tuple[int, int, int]]:
+    """(C, H, W) of each cached backbone level (C3..C5) of one image on the square canvas."""
+    side = Frame(budget.image_size, 2 ** max(levels)).square
+    return [(c, -(-side // 2 ** lv), -(-side // 2 ** lv)) for c, lv in zip(channels, (3, 4, 5))]
+
+
+def feature_bytes(budget: Budget, levels, channels, images: int) -> int:
+    return 2 * images * sum(c * h * w for c, h, w in feature_shapes(budget, levels, channels))
+
+
 @torch.no_grad()
-def backbone_features(state: dict, split: Split, device: str, batch: int = 64) -> list[torch.Tensor]:
-    backbone = new_backbone(False, 1)
+def _write_features(out: ArrayWriter, name: str, split: Split, budget: Budget, levels, state: dict,
+                    device: str, workers: int) -> None:
+    backbone = new_backbone(budget.backbone)
     backbone.load_state_dict(state)
     backbone.eval().to(device)
-    chunks: list[list[torch.Tensor]] = []
-    for start in range(0, len(split), batch):
-        images = normalize(split.images[start:start + batch].to(device))
-        chunks.append([f.half().cpu() for f in backbone(images)])
-    return [torch.cat(level) for level in zip(*chunks)]
+    shapes = feature_shapes(budget, levels, backbone.out_channels)
+    arrays = [out.create(f"{name}{k}", (len(split), *shape), np.float16) for k, shape in enumerate(shapes)]
+    frame = Frame(budget.image_size, 2 ** max(levels))
+    collate = Collate(frame, levels, 1, square=True)
+    for batch in batches(Items(split, frame, images=True), InOrder(len(split), FEATURE_BATCH), collate, workers,
+                         pin=device.startswith("cuda")):
+        feats = backbone(normalize(batch.images.to(device), backbone))
+        rows = batch.index.numpy()
+        for array, f in zip(arrays, feats):
+            array[rows[0]:rows[-1] + 1] = f.half().cpu().numpy()
+    for array in arrays:
+        array.flush()
 
 
-def frozen_features(data: DetectionData, budget: Budget, state: dict, state_fingerprint: str, device: str,
-                    cache: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """fp16 features of the train and val images under exactly these weights (a rebuilt
-    backbone may differ in the last bits, so the key is their `fingerprint`)."""
-    path = cache / f"features-{_key(data.key, budget.image_size, state_fingerprint, 'features')}.pt"
-    saved = load_checked(path, "backbone features")
-    if saved is not None:
-        return saved["train"], saved["val"]
-    train_feats = backbone_features(state, data.train, device)
-    val_feats = backbone_features(state, data.val, device)
-    save_checked(path, {"train": train_feats, "val": val_feats})
-    return train_feats, val_feats
+def frozen_features(data: DetectionData, budget: Budget, levels, state: dict, state_fingerprint: str, device: str,
+                    cache: Path, workers: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """fp16 features of the train and val images under exactly these weights (a rebuilt backbone
+    may differ in the last bits, so the key is their `fingerprint`), memory-mapped from the cache."""
+    side = Frame(budget.image_size, 2 ** max(levels)).square
+    folder = cache / f"features-{budget.backbone}-{_key(data.key, side, state_fingerprint, 'features/2')}"
+
+    def build(out: ArrayWriter) -> None:
+        _write_features(out, "train", data.train, budget, levels, state, device, workers)
+        _write_features(out, "val", data.val, budget, levels, state, device, workers)
+
+    arrays = cached_arrays(folder, "backbone features", build)
+    return ([arrays[f"train{k}"] for k in range(3)], [arrays[f"val{k}"] for k in range(3)])
 
 
 def fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -77,3 +124,6 @@ def fingerprint(state: dict[str, torch.Tensor]) -> str:
         digest.update(name.encode())
         digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
+
+
+__all__ = ["feature_bytes", "fingerprint", "frozen_features", "pretrain", "shared_backbone"]

@@ -1,5 +1,5 @@
-"""FCOS target assignment. It depends only on the boxes, the image size and the strides, not on
-the neck, so it is computed once per dataset and shared by every trial."""
+"""FCOS target assignment. It depends only on the boxes, the canvas size and the strides, not on
+the neck: the loader's workers compute it for each batch (loader.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-
-from .data import Split
 
 
 @dataclass(frozen=True)
@@ -37,11 +35,13 @@ def level_ranges(strides) -> list[float]:
     return [2.0 * s for s in strides[:-1]]
 
 
-def locations(image_size: int, strides: Sequence[int], ranges: Sequence[float]) -> Locations:
+def locations(canvas: int | tuple[int, int], strides: Sequence[int], ranges: Sequence[float]) -> Locations:
+    """Every location of a canvas (H, W), or of a square one of side `canvas`."""
+    height, width = (canvas, canvas) if isinstance(canvas, int) else canvas
     points, stride_of, range_of, sizes = [], [], [], []
     bounds = [0.0, *ranges, math.inf]
     for i, s in enumerate(strides):
-        h = w = math.ceil(image_size / s)
+        h, w = math.ceil(height / s), math.ceil(width / s)
         ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         pts = torch.stack([xs.flatten(), ys.flatten()], 1).float() * s + s // 2
         points.append(pts)
@@ -53,43 +53,50 @@ def locations(image_size: int, strides: Sequence[int], ranges: Sequence[float]) 
 
 def assign(locs: Locations, boxes: Tensor, labels: Tensor, num_classes: int,
            center_radius: float = 1.5) -> tuple[Tensor, Tensor]:
-    """Per location: a class index (num_classes = background) and the xyxy box it regresses.
-    A location is positive for a box when it lies within `center_radius` strides of the box
-    centre and inside the box, and max(l, t, r, b) falls in its level's range; ties go to the
-    smallest box. A box too small to contain any location centre gets the finest-level location
-    nearest its centre (else a few-pixel object would never be a positive)."""
-    n = locs.points.shape[0]
-    if boxes.numel() == 0:
-        return torch.full((n,), num_classes, dtype=torch.long), torch.zeros(n, 4)
-    x, y = locs.points[:, 0:1], locs.points[:, 1:2]
-    l, t = x - boxes[:, 0], y - boxes[:, 1]
-    r, b = boxes[:, 2] - x, boxes[:, 3] - y
-    ltrb = torch.stack([l, t, r, b], -1)                                  # (N, M, 4)
+    """The targets of one image (see assign_batch)."""
+    cls, box = assign_batch(locs, [boxes], [labels], num_classes, center_radius)
+    return cls[0], box[0]
+
+
+def assign_batch(locs: Locations, boxes: Sequence[Tensor], labels: Sequence[Tensor], num_classes: int,
+                 center_radius: float = 1.5) -> tuple[Tensor, Tensor]:
+    """Per image and location: a class index (num_classes = background) and the xyxy box it
+    regresses, (B, N) and (B, N, 4). A location is positive for a box when it lies within
+    `center_radius` strides of the box centre and inside the box, and max(l, t, r, b) falls in
+    its level's range; ties go to the smallest box. A box too small to contain any location
+    centre gets the finest-level location nearest its centre (else a few-pixel object would
+    never be a positive). The images' boxes are padded to one count (padding never matches), so
+    a batch costs one pass of tensor ops rather than one per image."""
+    n, count = locs.points.shape[0], len(boxes)
+    m = max(1, max(len(b) for b in boxes))
+    padded = torch.zeros(count, m, 4)
+    classes = torch.zeros(count, m, dtype=torch.long)
+    valid = torch.zeros(count, m, dtype=torch.bool)
+    for k, (bx, lb) in enumerate(zip(boxes, labels)):
+        padded[k, :len(bx)] = bx
+        classes[k, :len(lb)] = lb
+        valid[k, :len(bx)] = True
+    x, y = locs.points[None, :, 0:1], locs.points[None, :, 1:2]           # (1, N, 1)
+    x1, y1, x2, y2 = (padded[:, None, :, j] for j in range(4))             # (B, 1, M)
+    ltrb = torch.stack([x - x1, y - y1, x2 - x, y2 - y], -1)              # (B, N, M, 4)
     inside = ltrb.min(-1).values > 0
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    radius = locs.strides[:, None] * center_radius
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    radius = locs.strides[None, :, None] * center_radius
     near = ((x - cx).abs() < radius) & ((y - cy).abs() < radius)
     reach = ltrb.max(-1).values
-    in_range = (reach >= locs.ranges[:, 0:1]) & (reach <= locs.ranges[:, 1:2])
-    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(n, -1).clone()
-    area[~(inside & near & in_range)] = math.inf
-    orphans = torch.isinf(area).all(0).nonzero().flatten()
-    if len(orphans):
+    in_range = (reach >= locs.ranges[None, :, 0:1]) & (reach <= locs.ranges[None, :, 1:2])
+    box_area = (x2 - x1) * (y2 - y1)                                       # (B, 1, M)
+    area = box_area.expand(count, n, m).clone()
+    area[~(inside & near & in_range & valid[:, None, :])] = math.inf
+    orphan = torch.isinf(area).all(1) & valid                              # (B, M)
+    if orphan.any():
         finest = locs.strides == locs.strides.min()
-        d = (x - cx) ** 2 + (y - cy) ** 2
-        d[~finest] = math.inf
-        nearest = d[:, orphans].argmin(0)
-        area[nearest, orphans] = (boxes[orphans, 2] - boxes[orphans, 0]) * (boxes[orphans, 3] - boxes[orphans, 1])
-    best_area, best = area.min(1)
-    cls = labels[best].clone()
+        d = (x - cx) ** 2 + (y - cy) ** 2                                  # (B, N, M)
+        d[:, ~finest] = math.inf
+        img, col = orphan.nonzero(as_tuple=True)
+        nearest = d[img, :, col].argmin(1)
+        area[img, nearest, col] = box_area[img, 0, col]
+    best_area, best = area.min(2)                                          # (B, N)
+    cls = torch.gather(classes, 1, best)
     cls[torch.isinf(best_area)] = num_classes
-    return cls, boxes[best]
-
-
-def split_targets(split: Split, locs: Locations, num_classes: int) -> SplitTargets:
-    cls, box = [], []
-    for b, lb in zip(split.boxes, split.labels):
-        c, t = assign(locs, torch.from_numpy(b), torch.from_numpy(lb), num_classes)
-        cls.append(c)
-        box.append(t)
-    return SplitTargets(torch.stack(cls), torch.stack(box))
+    return cls, torch.gather(padded, 1, best[..., None].expand(count, n, 4))

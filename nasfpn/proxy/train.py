@@ -13,38 +13,40 @@ import torch
 
 from .._version import versions
 from ..dsl import Genotype
+from .backbones import load_into, new_backbone
 from .cost import count_flops, deterministic, latency_ms
 from .data import Split
 from .evaluate import coco_ap, coco_detections
 from .init import passthrough_init_
 from .loop import EarlyStop, fit
-from .model import Detector, count_model, load_backbone_weights, new_backbone, normalize
+from .model import Detector, count_model
 from .postprocess import decode
 from .session import ProxySession
-from .targets import Locations
 
 
 @torch.no_grad()
-def predict(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], locs: Locations, device: str,
-            limit: Optional[int] = None, batch: int = 32) -> tuple[list, list, list, list]:
-    """Detections (image ids, boxes in original coordinates, scores, labels) on a split."""
+def predict(detector: Detector, session: ProxySession, limit: Optional[int] = None) -> tuple[list, list, list, list]:
+    """Detections (image ids, boxes in original coordinates, scores, labels) on the first `limit`
+    val images: boxes are clamped to each resized image (not to the padded canvas) and mapped back
+    by its scale (the padding is bottom-right, so nothing shifts)."""
     was_training = detector.training
     detector.eval()
-    n = len(split) if limit is None else min(limit, len(split))
-    points = locs.points.to(device)
-    size = split.images.shape[-1]
+    device, val = session.device, session.data.val
+    points: dict[tuple[int, int], torch.Tensor] = {}
     ids, boxes, scores, labels = [], [], [], []
     try:
-        for start in range(0, n, batch):
-            stop = min(start + batch, n)
-            need_images = feats is None or detector.recursive
-            images = normalize(split.images[start:stop].to(device)) if need_images else None
-            batch_feats = [f[start:stop].to(device).float() for f in feats] if feats is not None else None
-            cls, box, ctr = detector(images, batch_feats)
-            for k, (bx, sc, lb) in enumerate(decode(cls.float(), box.float(), ctr.float(), points, image_size=size)):
-                i = start + k
-                ids.append(split.image_ids[i])
-                boxes.append(bx.cpu().numpy() / split.scales[i])
+        for batch in session.eval_batches(limit, images=detector.recursive):
+            if batch.canvas not in points:
+                points[batch.canvas] = session.locations(batch.canvas).points.to(device)
+            images = detector.normalize(batch.images.to(device)) if batch.images is not None else None
+            feats = [f.to(device).float() for f in batch.feats] if batch.feats is not None else None
+            cls, box, ctr = detector(images, feats)
+            found = decode(cls.float(), box.float(), ctr.float(), points[batch.canvas],
+                           extents=batch.extents.to(device))
+            for k, (bx, sc, lb) in enumerate(found):
+                i = int(batch.index[k])
+                ids.append(val.image_ids[i])
+                boxes.append(bx.cpu().numpy() / float(batch.scales[k]))
                 scores.append(sc.cpu().numpy())
                 labels.append(lb.cpu().numpy())
     finally:
@@ -59,15 +61,15 @@ def score(split: Split, classes: list[str], detections: tuple[list, list, list, 
     return coco_ap(split.subset(n).ground_truth(classes), coco_detections(*(d[:n] for d in detections)))
 
 
-def evaluate(detector: Detector, split: Split, feats: Optional[list[torch.Tensor]], locs: Locations,
-             classes: list[str], device: str, limit: Optional[int] = None) -> dict[str, float]:
-    """COCO AP of the detector on (the first `limit` images of) a split, in original coordinates."""
-    return score(split, classes, predict(detector, split, feats, locs, device, limit))
+def evaluate(detector: Detector, session: ProxySession, limit: Optional[int] = None) -> dict[str, float]:
+    """COCO AP of the detector on (the first `limit` images of) the val split, in original coordinates."""
+    return score(session.data.val, session.data.classes, predict(detector, session, limit))
 
 
 def measure_cost(detector: Detector, image_size: int, threads: int) -> dict[str, float]:
     """Params, FLOPs of neck and whole model at batch 1, and CPU latency of the whole model."""
     model = detector.to("cpu").eval()
+    model.round_features = False  # the model as deployed
     image = torch.zeros(1, 3, image_size, image_size)
     with torch.no_grad():
         feats = model.backbone(image) if model.backbone is not None else None
@@ -81,14 +83,16 @@ def measure_cost(detector: Detector, image_size: int, threads: int) -> dict[str,
 
 
 def build_detector(genotype: Genotype, session: ProxySession, seed: int) -> Detector:
-    """A detector with the shared pretrained backbone (frozen unless the budget trains it)."""
+    """A detector with the shared backbone weights (frozen unless the budget trains it)."""
     budget = session.budget
     torch.manual_seed(seed)
-    backbone = new_backbone(genotype.feedback is not None, budget.width)
-    load_backbone_weights(backbone, session.backbone_state)
+    backbone = new_backbone(budget.backbone, budget.width if genotype.feedback is not None else None)
+    load_into(backbone, session.backbone_state)
     detector = Detector(genotype, len(session.data.classes), budget.width, budget.head_depth, backbone=backbone)
     if budget.neck_init == "passthrough":
         passthrough_init_(detector.neck)
+    # over the cache limit the frozen backbone runs live: its features rounded as the cache would store them
+    detector.round_features = budget.backbone_mode == "cached"
     return detector
 
 
@@ -112,22 +116,20 @@ def _train_and_score(genotype: Genotype, session: ProxySession, seed: int, progr
     stopped_at = None
 
     def intermediate(step: int) -> None:
-        metrics = evaluate(detector, data.val, session.val_feats, session.locs, data.classes, device,
-                           limit=eval_limit)
-        on_eval(step, metrics)
+        on_eval(step, evaluate(detector, session, limit=eval_limit))
 
     try:
-        timing = fit(detector, data.train, session.train_feats, session.train_targets, session.locs,
-                     steps=budget.steps, batch=budget.batch, lr=budget.lr, warmup=budget.warmup, seed=seed,
-                     device=device, train_backbone=budget.end_to_end, backbone_lr_scale=budget.backbone_lr_scale,
-                     desc=f"{genotype.name} [{budget.name}]", progress=progress,
+        timing = fit(detector, session.train_batches(seed, images=detector.recursive), session.locations,
+                     steps=budget.steps, lr=budget.lr, warmup=budget.warmup, device=device,
+                     train_backbone=budget.end_to_end, backbone_lr_scale=budget.backbone_lr_scale,
+                     schedule=budget.schedule, desc=f"{genotype.name} [{budget.name}]", progress=progress,
                      on_eval=intermediate if on_eval is not None else None, eval_steps=eval_steps)
     except EarlyStop as stop:
         stopped_at = str(stop)
         timing = None
     metrics: dict = {}
     if timing is not None:
-        detections = predict(detector, data.val, session.val_feats, session.locs, device)
+        detections = predict(detector, session)
         metrics.update(score(data.val, data.classes, detections))
         if eval_limit is not None:  # the final score on the subset the intermediate ones used
             metrics["AP_rung"] = score(data.val, data.classes, detections, eval_limit)["AP"]
@@ -135,10 +137,11 @@ def _train_and_score(genotype: Genotype, session: ProxySession, seed: int, progr
     else:
         metrics["early_stopped"] = stopped_at
     if measure:
-        metrics.update(measure_cost(detector, budget.image_size, threads=torch.get_num_threads()))
+        metrics.update(measure_cost(detector, session.frame.square, threads=torch.get_num_threads()))
     metrics.update({"neck": genotype.name, "budget": budget.name, "budget_config": budget.as_dict(),
                     "seed": seed, "backbone_seed": session.backbone_seed,
-                    "backbone_fingerprint": session.backbone_fingerprint, "device": device,
+                    "backbone_fingerprint": session.backbone_fingerprint, "features": session.feature_source,
+                    "device": device,
                     "threads": torch.get_num_threads(),
                     "data": data.name, "data_notes": data.notes, "versions": versions()})
     return metrics

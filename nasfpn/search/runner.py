@@ -50,9 +50,11 @@ class SearchOptions:
     trial_seed: int = 0
     backbone_seed: int = 0
     asha: bool = True
-    steps: Optional[int] = None
+    sets: list[str] = field(default_factory=list)   # --set key=value overrides of the budget
     cpus: Optional[int] = None
     cache: Optional[str] = None
+    cache_limit_gb: Optional[float] = None
+    workers: Optional[int] = None
     progress: bool = True
 
     @property
@@ -62,11 +64,11 @@ class SearchOptions:
 
 # What each annotation of SearchOptions admits: a resumed run's options come from a file.
 _ADMITS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list[str]": (list,),
-           "Optional[int]": (int, type(None)), "Optional[str]": (str, type(None))}
+           "Optional[int]": (int, type(None)), "Optional[str]": (str, type(None)),
+           "Optional[float]": (int, float, type(None))}
 
 
 def _validate(opts: SearchOptions) -> None:
-    from ..proxy.budgets import BUDGETS
     from .sampling import SAMPLERS
     from .searcher import OBJECTIVES
 
@@ -76,8 +78,8 @@ def _validate(opts: SearchOptions) -> None:
             raise SearchError(f"{f.name.replace('_', '-')}: {value!r} is not a valid value")
     if not all(isinstance(b, str) for b in opts.baselines):
         raise SearchError(f"baselines: {opts.baselines!r} is not a list of neck names")
-    if opts.budget not in BUDGETS:
-        raise SearchError(f"--budget {opts.budget}: expected one of {', '.join(BUDGETS)}")
+    if not all(isinstance(b, str) for b in opts.sets):
+        raise SearchError(f"sets: {opts.sets!r} is not a list of key=value overrides")
     if opts.trials < 1:
         raise SearchError("--trials must be at least 1")
     if opts.sampler not in SAMPLERS:
@@ -144,8 +146,8 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     """Returns the run directory and whether every trial finished (False after Ctrl-C).
     `report(run_dir)` is called at the end, also when the search was interrupted."""
     _quiet()
-    from ..proxy.budgets import get_budget
-    from ..proxy.session import ProxySession
+    from ..dsl.budget import budget_from_dict, read_budget
+    from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, ProxySession
     from .cluster import check_resources, connect_ray
     from .searcher import NeckSearcher, work_left
 
@@ -158,16 +160,22 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
         study_name, run_id = run_dir.name, uuid.uuid4().hex
     _validate(opts)
     space = load_space(opts.space)
-    budget = get_budget(opts.budget, steps=opts.steps)
+    # a resumed run trains on the budget it started with, whatever its file says now
+    budget = (budget_from_dict(manifest["budget"], str(run_dir / "manifest.json"))
+              if resume is not None and "budget" in manifest else read_budget(opts.budget, opts.sets))
     log = read_trial_log(run_dir)
     queue, to_sample = work_left(log.records, opts.baselines, opts.trials)
-    session = None
+    spec = None
     if queue or to_sample:  # a finished run resumes (reconciles, reports) without Ray or data
         connect_ray(opts.address, opts.cpus)
         check_resources(opts.cpus_per_trial, opts.gpus_per_trial)
+        # the driver checks the data and fills the cache; each trial worker opens it from there
         session = ProxySession.open(opts.data, budget, levels=space.template["levels"],
-                                    backbone_seed=opts.backbone_seed, cache=opts.cache, device="cpu",
-                                    progress=opts.progress)
+                                    backbone_seed=opts.backbone_seed, cache=_cache_for(opts), device="cpu",
+                                    progress=opts.progress, workers=opts.workers,
+                                    cache_limit_gb=opts.cache_limit_gb or DEFAULT_CACHE_LIMIT_GB)
+        spec = session.spec
+        del session
 
     created = not run_dir.exists()
     try:
@@ -178,7 +186,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
                                 storage_label=redact(opts.storage) if opts.storage else str(run_dir / STUDY_DB))
         if resume is None:
             recorded = asdict(opts) | {"storage": redact(opts.storage) if opts.storage else None}
-            write_manifest(run_dir, recorded, opts.space, study_name, run_id)
+            write_manifest(run_dir, recorded, opts.space, study_name, run_id, budget.as_dict())
     except (SearchError, FileProblem, OSError, KeyboardInterrupt):
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -188,7 +196,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
             print(f"warning: {line}", file=sys.stderr)
         left = searcher.resume(log.records, opts.baselines, opts.trials)
         if left:
-            _fit(searcher, session, opts, log.records, left, run_dir)
+            _fit(searcher, spec, opts, log.records, left, run_dir)
     finally:
         if report is not None and read_trial_log(run_dir).records:
             report(run_dir)
@@ -196,7 +204,17 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     return run_dir, not queue and (to_sample == 0 or searcher.exhausted)
 
 
-def _fit(searcher, session, opts: SearchOptions, records: list[TrialRecord], left: int, run_dir: Path) -> None:
+def _cache_for(opts: SearchOptions) -> Optional[str]:
+    """--cache; else, on a cluster with a shared --storage-path folder, a cache inside it (every
+    node reads what one built); else each node's own default cache."""
+    if opts.cache:
+        return opts.cache
+    if opts.storage_path and "://" not in opts.storage_path:
+        return str(Path(opts.storage_path) / "cache")
+    return None
+
+
+def _fit(searcher, spec, opts: SearchOptions, records: list[TrialRecord], left: int, run_dir: Path) -> None:
     import ray
     from ray import tune
 
@@ -206,11 +224,11 @@ def _fit(searcher, session, opts: SearchOptions, records: list[TrialRecord], lef
 
     device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
     settings = TrialSettings(threads=max(1, int(opts.cpus_per_trial)), device=device, seed=opts.trial_seed)
-    trainable = tune.with_resources(tune.with_parameters(neck_trial, session=session, settings=settings),
+    trainable = tune.with_resources(tune.with_parameters(neck_trial, spec=spec, settings=settings),
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
     scheduler = None
     if opts.asha:
-        scheduler = RungHalving(session.budget.evals)
+        scheduler = RungHalving(spec.budget.evals)
         for r in records:  # the trials a resumed run holds count at every rung they reached
             scheduler.seed(f"before-{r.trial_id}", r.rungs)
     cpus = ray.cluster_resources().get("CPU", 1)

@@ -1,8 +1,8 @@
 """The runs/NAME/ store of a search. The project's own state here is JSON, and its paths are
 relative to the run directory, so a run directory can be copied, moved and resumed elsewhere.
 
-    manifest.json      command line and arguments (secrets redacted), space file and its hash,
-                       study name, seeds, versions, git revision
+    manifest.json      command line and arguments (secrets redacted), the resolved budget, space
+                       file and its hash, study name, seeds, versions, git revision
     space.yaml         the search space as it was when the search started
     study.db           the Optuna study (SQLite, unless --storage names another database)
     trials.jsonl       one line per finished trial, appended and flushed as it finishes: the results
@@ -86,8 +86,10 @@ def _git_revision() -> str | None:
         return None
 
 
-def write_manifest(run_dir: Path, args: dict, space_path: str, study_name: str, run_id: str) -> dict:
-    """manifest.json and the copy of the space it names; `args` must hold no secret."""
+def write_manifest(run_dir: Path, args: dict, space_path: str, study_name: str, run_id: str,
+                   budget: dict | None = None) -> dict:
+    """manifest.json and the copy of the space it names; `args` must hold no secret. `budget` is
+    the resolved budget (every field), what a resumed search trains on."""
     space_text = read_text(space_path)
     write_text(run_dir / SPACE, space_text)
     manifest = {
@@ -95,6 +97,7 @@ def write_manifest(run_dir: Path, args: dict, space_path: str, study_name: str, 
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": redact_argv([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "args": args,
+        "budget": budget,
         "space": {"file": SPACE, "source": str(space_path),
                   "sha256": hashlib.sha256(space_text.encode("utf-8")).hexdigest()},
         "study": study_name,

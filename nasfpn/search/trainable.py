@@ -43,11 +43,12 @@ def _flat(metrics: dict) -> dict:
     return out
 
 
-def neck_trial(config: dict, session=None, settings: TrialSettings | None = None) -> None:
-    """The function trainable: `config` is the searcher's TrialConfig as Tune hands it on;
-    `session` (the ProxySession: data, targets, backbone features) comes from the object store,
-    shared by every trial."""
+def neck_trial(config: dict, spec=None, settings: TrialSettings | None = None) -> None:
+    """The function trainable: `config` is the searcher's TrialConfig as Tune hands it on; `spec`
+    (a SessionSpec: data, budget, cache paths) is opened once per worker process, from the caches
+    the driver (or another worker of this node) filled."""
     from ..dsl import from_yaml, load
+    from ..proxy.session import shared_session
     from ..proxy.train import run_trial
 
     trial = TrialConfig.from_dict(config)
@@ -58,7 +59,7 @@ def neck_trial(config: dict, session=None, settings: TrialSettings | None = None
 
     if ray.is_initialized():  # in a Tune worker; never start a Ray from here (ray's auto-init would)
         node_id = ray.get_runtime_context().get_node_id()
-    evals = session.budget.evals
+    evals = spec.budget.evals
     started = time.time()
 
     def report(metrics: TrialMetrics, **outcome) -> None:
@@ -80,7 +81,8 @@ def neck_trial(config: dict, session=None, settings: TrialSettings | None = None
             report(TrialMetrics(rung=next(rungs), ap_rung=metrics["AP"]), step=step)
 
         # Reference trials report only at the end: early stopping never cuts a baseline short.
-        metrics = run_trial(genotype, session.on(settings.device), seed=int(settings.seed), progress=False,
+        session = shared_session(spec, settings.device)
+        metrics = run_trial(genotype, session, seed=int(settings.seed), progress=False,
                             on_eval=None if trial.is_baseline else on_eval, eval_limit=RUNG_IMAGES)
     except Exception as exc:  # noqa: BLE001 - any failure of the trial is recorded, not raised
         last = traceback.extract_tb(exc.__traceback__)[-1]
