@@ -6,25 +6,34 @@ preparation it reuses (dataset, backbone pretraining, feature cache); and the FL
 achieves (FLOPs of one forward+backward step counted by FlopCounterMode, times steps, over the
 training time) as a fraction of the machine's fp32 matmul FLOP/s measured in the same run.
 
+It also trains the same trial from batches held in memory (every feature read into RAM, every
+FCOS target assigned beforehand, as the trainer did before data was streamed), alternating with
+the streamed trainer (memory-mapped features, targets assigned per batch) twice each: the ratio
+of their training times is what streaming costs.
+
     python benchmarks/proxy_speed.py --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import nasfpn
 from nasfpn.dsl.budget import read_budget
 from nasfpn.proxy.cost import count_flops
 from nasfpn.proxy.data import load_data
+from nasfpn.proxy.loader import Batch, TrainOrder
 from nasfpn.proxy.losses import detection_loss
 from nasfpn.proxy.session import ProxySession
+from nasfpn.proxy.targets import assign_batch
 from nasfpn.proxy.train import build_detector, run_trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,18 +55,45 @@ def training_step_flops(genotype, session: ProxySession, batch: int) -> int:
     """FLOPs of one training step (forward, losses, backward) on cached features."""
     detector = build_detector(genotype, session, seed=0).train()
     detector.backbone.eval()
-    idx = torch.arange(batch)
-    feats = [f[idx].float() for f in session.train_feats]
-    points = session.locs.points
+    first = next(session.train_batches(seed=0, images=False))
+    feats = [f.float() for f in first.feats]
+    points = session.locations(first.canvas).points
 
     def step():
         cls, box, ctr = detector(None, feats)
         losses = detection_loss(cls.flatten(0, 1), box.flatten(0, 1), ctr.flatten(), points.repeat(batch, 1),
-                                session.train_targets.cls[idx].flatten(),
-                                session.train_targets.box[idx].flatten(0, 1))
+                                first.cls.flatten(), first.box.flatten(0, 1))
         losses["total"].backward()
 
     return count_flops(step)
+
+
+def in_memory(session: ProxySession) -> ProxySession:
+    """The session with its training batches served from RAM: features read in whole, targets
+    assigned once for every image (the trainer's data path before streaming)."""
+    feats = [torch.from_numpy(np.array(f)) for f in session.train_feats]
+    side = session.frame.square
+    locs = session.locations((side, side))
+    split = session.data.train
+    cls, box = [], []
+    for start in range(0, len(split), 256):
+        rows = range(start, min(start + 256, len(split)))
+        c, b = assign_batch(locs, [torch.from_numpy(split.boxes[i]) for i in rows],
+                            [torch.from_numpy(split.labels[i]) for i in rows], len(session.data.classes))
+        cls.append(c)
+        box.append(b)
+    cls_all, box_all = torch.cat(cls), torch.cat(box)
+    ones, extents = torch.ones(session.budget.batch, dtype=torch.float64), torch.full((session.budget.batch, 2), side)
+
+    def train_batches(seed: int, images: bool):
+        for keys in TrainOrder(len(split), session.budget.batch, session.budget.steps, seed):
+            idx = torch.as_tensor([i for i, _ in keys])
+            yield Batch(index=idx, scales=ones[:len(idx)], extents=extents[:len(idx)], canvas=(side, side),
+                        cls=cls_all[idx], box=box_all[idx], feats=[f[idx] for f in feats])
+
+    copy = dataclasses.replace(session)
+    object.__setattr__(copy, "train_batches", train_batches)
+    return copy
 
 
 def main() -> int:
@@ -81,6 +117,15 @@ def main() -> int:
     start = time.perf_counter()
     metrics = run_trial(genotype, session, seed=0, progress=False)
     trial_s = time.perf_counter() - start
+    memory = in_memory(session)
+    streamed_s, memory_s = [metrics["train_seconds"]], []
+    for _ in range(2):
+        held = run_trial(genotype, memory, seed=0, progress=False, measure=False)
+        assert held["final_losses"] == metrics["final_losses"], "the two data paths train differently"
+        memory_s.append(held["train_seconds"])
+        if len(streamed_s) < 2:
+            streamed_s.append(run_trial(genotype, session, seed=0, progress=False, measure=False)["train_seconds"])
+    ratio = statistics.median(streamed_s) / statistics.median(memory_s)
 
     step_flops = training_step_flops(genotype, session, budget.batch)
     achieved = step_flops * budget.steps / metrics["train_seconds"]
@@ -92,6 +137,9 @@ def main() -> int:
         ("  evaluation + cost measurement", f"{trial_s - metrics['train_seconds']:.1f} s",
          f"{budget.val_images} val images, COCO AP; params, FLOPs, latency"),
         ("AP of that trial", f"{metrics['AP'] * 100:.1f}", ""),
+        ("training from streamed batches / from batches in memory", f"{ratio:.3f}",
+         f"goal <= 1.10; medians of {', '.join(f'{t:.1f}' for t in streamed_s)} s and "
+         f"{', '.join(f'{t:.1f}' for t in memory_s)} s, same losses"),
         ("training FLOPs per step (fwd+bwd)", f"{step_flops / 1e9:.2f} GFLOP", "FlopCounterMode, incl. resampling"),
         ("training throughput", f"{achieved / 1e9:.1f} GFLOP/s", ""),
         ("machine fp32 matmul (2048^2)", f"{peak / 1e9:.1f} GFLOP/s", f"{args.threads} threads, median of 10"),

@@ -90,3 +90,18 @@ def test_python_dash_m_nasfpn_is_the_command(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         runpy.run_module("nasfpn", run_name="__main__")
     assert exit_.value.code == 0 and "fpn" in capsys.readouterr().out
+
+
+def test_trials_read_data_and_caches_from_paths_every_node_sees(monkeypatch, tmp_path):
+    from nasfpn.search.runner import SearchOptions, _cache_for, _loader_workers
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("NASFPN_CACHE", str(tmp_path / "mine"))
+    assert _cache_for(SearchOptions(space="s.yaml")) == str(tmp_path / "mine")  # embedded Ray: the driver's cache
+    assert _cache_for(SearchOptions(space="s.yaml", cache="/shared/c", address="ray://h:10001")) == "/shared/c"
+    shared = SearchOptions(space="s.yaml", address="ray://h:10001", storage_path="/nfs/tune")
+    assert _cache_for(shared) == "/nfs/tune/cache"
+    assert _cache_for(SearchOptions(space="s.yaml", address="ray://h:10001", storage_path="s3://b/p")) is None
+    assert _loader_workers(SearchOptions(space="s.yaml", cpus_per_trial=1)) == 0
+    assert _loader_workers(SearchOptions(space="s.yaml", cpus_per_trial=4)) == 3
+    assert _loader_workers(SearchOptions(space="s.yaml", cpus_per_trial=4, workers=1)) == 1

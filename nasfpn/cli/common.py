@@ -119,7 +119,8 @@ def add_budget_options(p) -> None:
                    help="largest frozen-feature cache to write (default 20 GB); above it the frozen "
                         "backbone runs live")
     p.add_argument("--workers", type=bounded_int(0, 64), default=None,
-                   help="loader processes that decode images (default: up to 4, one core left)")
+                   help="loader processes that decode images (default: up to 4, one core left; in a "
+                        "search, a trial's CPUs less one)")
 
 
 def budget_of(args):

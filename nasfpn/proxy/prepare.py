@@ -2,7 +2,7 @@
 file, or pretrained here once) and, for `backbone_mode: cached`, its frozen features.
 
 Pretrained weights are a checked tensor file keyed by everything the pretraining reads (data,
-image size, backbone, seed, steps, warmup, batch, lr, width, head depth); the features are a
+image size, backbone, seed, steps, warmup, batch, lr, width, head depth, augmentation); the features are a
 memory-mapped fp16 entry of the array cache keyed by the data, the canvas and the weights'
 fingerprint. Each is built under a lock, once per machine (or cluster, on shared storage).
 """
@@ -31,14 +31,19 @@ def _key(*parts) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
+def _pretraining_key(data: DetectionData, budget: Budget, seed: int) -> str:
+    """Everything the pretraining reads (augmentation only where there is some)."""
+    augment = (budget.augment, budget.jitter) if budget.augments else ()
+    return _key(data.key, budget.image_size, seed, budget.backbone_steps, budget.backbone_warmup, budget.batch,
+                budget.lr, budget.width, budget.head_depth, *augment)
+
+
 def shared_backbone(data: DetectionData, budget: Budget, seed: int, device: str, cache: Path, progress: bool,
                     workers: int = 0) -> dict:
     """The weights every trial's backbone starts from: the budget's file, else pretrained here."""
     if budget.backbone_weights:
         return read_weights(budget.backbone, budget.backbone_weights)
-    path = cache / (f"backbone-{budget.backbone}-" + _key(data.key, budget.image_size, seed, budget.backbone_steps,
-                                                          budget.backbone_warmup, budget.batch, budget.lr,
-                                                          budget.width, budget.head_depth) + ".pt")
+    path = cache / f"backbone-{budget.backbone}-{_pretraining_key(data, budget, seed)}.pt"
     cached = load_checked(path, "backbone weights")
     if cached is not None:
         return cached
@@ -60,7 +65,8 @@ def pretrain(data: DetectionData, budget: Budget, seed: int, device: str, progre
         backbone.finetune = False  # from scratch: batch norm and every stage train
     detector = Detector(genotype, len(data.classes), budget.width, budget.head_depth, backbone=backbone)
     frame = Frame(budget.image_size, max(2 ** lv for lv in genotype.levels))
-    items = Items(data.train, frame, images=True)
+    # augmented as the trials are (the presets, whose features are cached, augment nothing)
+    items = Items(data.train, frame, images=True, augment=budget.augments, jitter=budget.jitter)
     collate = Collate(frame, genotype.levels, len(data.classes), square=False)
     stream = batches(items, TrainOrder(len(data.train), budget.batch, budget.backbone_steps, seed), collate,
                      workers, pin=device.startswith("cuda"))

@@ -122,6 +122,12 @@ class ProxySession:
     def frame(self) -> Frame:
         return Frame(self.budget.image_size, 2 ** max(self.levels))
 
+    @property
+    def square(self) -> bool:
+        """Batches on the square canvas the cached features are computed on: also when the frozen
+        backbone runs live over the cache limit, so that it sees what the cache would hold."""
+        return self.budget.backbone_mode == "cached"
+
     def _items(self, split: Split, feats: Optional[list[np.ndarray]], images: bool, augment: bool) -> Items:
         return Items(split, self.frame, images=images or feats is None, features=feats,
                      augment=self.budget.augments if augment else (), jitter=self.budget.jitter)
@@ -134,14 +140,14 @@ class ProxySession:
         images too when `images`)."""
         items = self._items(self.data.train, self.train_feats, images, augment=True)
         order = TrainOrder(len(self.data.train), self.budget.batch, self.budget.steps, seed)
-        collate = Collate(self.frame, self.levels, len(self.data.classes), square=self.train_feats is not None)
+        collate = Collate(self.frame, self.levels, len(self.data.classes), square=self.square)
         return batches(items, order, collate, self._workers(items), pin=self.device.startswith("cuda"))
 
     def eval_batches(self, limit: Optional[int], images: bool) -> Iterator[Batch]:
         """The first `limit` val images (all when None), in order, without augmentation."""
         n = len(self.data.val) if limit is None else min(limit, len(self.data.val))
         items = self._items(self.data.val, self.val_feats, images, augment=False)
-        collate = Collate(self.frame, self.levels, len(self.data.classes), square=self.val_feats is not None)
+        collate = Collate(self.frame, self.levels, len(self.data.classes), square=self.square)
         return batches(items, InOrder(n, EVAL_BATCH), collate, self._workers(items),
                        pin=self.device.startswith("cuda"))
 

@@ -19,12 +19,6 @@ class Locations:
     sizes: tuple[tuple[int, int], ...]  # (H, W) of each level
 
 
-@dataclass
-class SplitTargets:
-    cls: torch.Tensor        # (N, L) class per location, K = background
-    box: torch.Tensor        # (N, L, 4) xyxy box each location regresses
-
-
 def strides_for(levels) -> list[int]:
     return [2 ** lv for lv in levels]
 

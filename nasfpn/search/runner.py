@@ -172,7 +172,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
         # the driver checks the data and fills the cache; each trial worker opens it from there
         session = ProxySession.open(opts.data, budget, levels=space.template["levels"],
                                     backbone_seed=opts.backbone_seed, cache=_cache_for(opts), device="cpu",
-                                    progress=opts.progress, workers=opts.workers,
+                                    progress=opts.progress, workers=_loader_workers(opts),
                                     cache_limit_gb=opts.cache_limit_gb or DEFAULT_CACHE_LIMIT_GB)
         spec = session.spec
         del session
@@ -204,13 +204,22 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     return run_dir, not queue and (to_sample == 0 or searcher.exhausted)
 
 
+def _loader_workers(opts: SearchOptions) -> int:
+    """--workers; else the CPUs a trial holds, less the one it trains on (Ray reserved no more)."""
+    return opts.workers if opts.workers is not None else max(0, int(opts.cpus_per_trial) - 1)
+
+
 def _cache_for(opts: SearchOptions) -> Optional[str]:
     """--cache; else, on a cluster with a shared --storage-path folder, a cache inside it (every
     node reads what one built); else each node's own default cache."""
+    from ..proxy.cache import cache_dir
+
     if opts.cache:
         return opts.cache
     if opts.storage_path and "://" not in opts.storage_path:
         return str(Path(opts.storage_path) / "cache")
+    if not (opts.address or os.environ.get("RAY_ADDRESS")):  # the embedded Ray: its workers read this cache
+        return str(cache_dir(None))
     return None
 
 
