@@ -147,28 +147,28 @@ def compile_overhead() -> list[str]:
             *_body(md), "", _files(md, RESULTS / "compile_overhead.csv")]
 
 
+def _section(title: str, intro: str, md: Path, *data: Path) -> list[str]:
+    """A section that is one result summary under its heading and intro, and its files."""
+    return [f"## {title}", "", intro, "", *_body(md), "", _files(md, *data)]
+
+
 def proxy_speed() -> list[str]:
-    md = RESULTS / "proxy_speed.md"
-    return ["## Proxy speed", "",
-            "One proxy trial, timed part by part (goal: at most 60 s on 2 CPU threads). The trial reuses "
-            "the one-time preparation, which the script times as well.", "",
-            *_body(md), "", _files(md)]
+    return _section("Proxy speed", "One proxy trial, timed part by part (goal: at most 60 s on 2 CPU threads). "
+                    "The trial reuses the one-time preparation, which the script times as well.",
+                    RESULTS / "proxy_speed.md")
 
 
 def data_pipeline() -> list[str]:
-    md = RESULTS / "data_pipeline.md"
-    return ["## Data pipeline", "",
-            "COCO-format data streamed by DataLoader workers at 512 px: memory against the number of images "
-            "(goal: flat, 20,000 / 2,000 at most 1.2x, under 4 GB), the loader against what training consumes, "
-            "the time to the first step.", "", *_body(md), "", _files(md, RESULTS / "data_pipeline.jsonl")]
+    return _section("Data pipeline", "COCO-format data streamed by DataLoader workers at 512 px: memory against the "
+                    "number of images (goal: flat, 20,000 / 2,000 at most 1.2x, under 4 GB), the loader against "
+                    "what training consumes, the time to the first step.", RESULTS / "data_pipeline.md",
+                    RESULTS / "data_pipeline.jsonl")
 
 
 def real_photos() -> list[str]:
-    md = RESULTS / "real_photos.md"
-    return ["## Real photos", "",
-            "The streamed pipeline and a ResNet-18 on photographs that ship in a Debian package, with exact "
-            "boxes: a check that training learns on real images, not a benchmark of necks.", "",
-            *_body(md), "", _files(md)]
+    return _section("Real photos", "The streamed pipeline and a ResNet-18 on photographs that ship in a Debian "
+                    "package, with exact boxes: a check that training learns on real images, not a benchmark "
+                    "of necks.", RESULTS / "real_photos.md")
 
 
 def baselines() -> list[str]:

@@ -134,13 +134,14 @@ def budget_sets(args) -> list[str]:
     return list(args.sets) + ([f"steps={args.steps}"] if args.steps is not None else [])
 
 
-def proxy_session(args, levels):
-    """The proxy session (data, budget, shared backbone and features) the proxy-trainer options ask for."""
+def proxy_session(args, levels, budget=None):
+    """The proxy session (data, budget, shared backbone and features) the proxy-trainer options ask
+    for; `budget` when the caller has read it already."""
     import torch
 
     from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, ProxySession
 
-    budget = budget_of(args)
+    budget = budget or budget_of(args)
     device = check_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -36,14 +36,14 @@ def add_proxy_options(p) -> None:
 def run(args) -> int:
     from ..proxy.train import run_trial
 
-    budget_of(args)  # a bad budget is reported before anything is written
+    budget = budget_of(args)  # a bad budget is reported before anything is written
     genotype = read(args.neck)
     if isinstance(genotype, SearchSpace):
         raise UserError(f"{args.neck} is a search space: train a genotype (e.g. a point from "
                         "`nasfpn show SPACE --seed N`)")
     out = output_dir(args.out, "--out")
     write_text(out / "genotype.yaml", to_yaml(genotype))
-    session = proxy_session(args, genotype.levels)
+    session = proxy_session(args, genotype.levels, budget)
     metrics = run_trial(genotype, session, seed=args.seed, progress=not args.no_progress)
     write_json(out / "metrics.json", metrics)
     print(json.dumps({k: metrics[k] for k in METRICS}, indent=None))

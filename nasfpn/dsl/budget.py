@@ -54,11 +54,6 @@ class Budget:
         return self.backbone_mode == "train"
 
     @property
-    def pretrains(self) -> bool:
-        """Whether the backbone is pretrained here (no weights given)."""
-        return not self.backbone_weights
-
-    @property
     def augments(self) -> tuple[str, ...]:
         return () if self.augment == "none" else tuple(self.augment.split("+"))
 

@@ -16,12 +16,14 @@ import fcntl
 import json
 import os
 import shutil
-import sys
 import zlib
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
+
+from ..files import FileProblem
+from .cache import discard
 
 FORMAT = "nasfpn-arrays/1"
 CHUNK = 16 << 20
@@ -30,7 +32,11 @@ CHUNK = 16 << 20
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on `path` (created if missing) for the duration of the block."""
-    with open(path, "a+b") as handle:
+    try:
+        handle = open(path, "a+b")
+    except OSError as exc:  # a read-only or missing cache folder: one line, not a traceback
+        raise FileProblem(path, f"cannot create the cache's lock file ({exc.strerror})") from None
+    with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -44,11 +50,6 @@ def _crc(path: Path) -> int:
         while block := f.read(CHUNK):
             crc = zlib.crc32(block, crc)
     return crc
-
-
-def _discard(folder: Path, what: str, reason: str) -> None:
-    print(f"warning: {folder}: the cached {what} {reason}; removed, rebuilding it", file=sys.stderr)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check(folder: Path) -> tuple[Optional[dict[str, np.ndarray]], str]:
@@ -82,7 +83,7 @@ def open_arrays(folder: Path, what: str) -> Optional[dict[str, np.ndarray]]:
         return None
     arrays, reason = _check(folder)
     if arrays is None:
-        _discard(folder, what, reason)
+        discard(folder, what, reason)
     return arrays
 
 

@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 
 from torch import Tensor, nn
 
-from .resnet import BasicBlock
+from .resnet import BasicBlock, feedback_hook, run_stage
 
 
 class ProxyBackbone(nn.Module):
@@ -33,12 +33,7 @@ class ProxyBackbone(nn.Module):
             self.stages.append(nn.Sequential(BasicBlock(cin, cout, stride),
                                              *[BasicBlock(cout, cout, 1) for _ in range(blocks - 1)]))
             cin = cout
-        self.feedback_convs = None
-        if feedback_channels is not None:
-            self.feedback_convs = nn.ModuleList(nn.Conv2d(feedback_channels, c, 1) for c in self.out_channels)
-            for conv in self.feedback_convs:
-                nn.init.zeros_(conv.weight)
-                nn.init.zeros_(conv.bias)
+        self.feedback_convs = feedback_hook(feedback_channels, self.out_channels)
 
     def frozen_parameters(self) -> list:
         return []
@@ -48,18 +43,14 @@ class ProxyBackbone(nn.Module):
         return self.widths if self.with_c2 else self.widths[1:]
 
     def forward(self, images: Tensor, feedback: Optional[Sequence[Tensor]] = None) -> List[Tensor]:
-        if feedback is not None and self.feedback_convs is None:
-            raise ValueError("this backbone was built without feedback_channels: it has no feedback hook")
         x = self.stem(images)
         outs: List[Tensor] = []
         first_out = 0 if self.with_c2 else 1
         for i, stage in enumerate(self.stages):
-            x = stage[0](x)
             k = i - first_out
-            if feedback is not None and k >= 0:
-                x = x + self.feedback_convs[k](feedback[k])
-            for block in stage[1:]:
-                x = block(x)
-            if k >= 0:
+            if k < 0:
+                x = stage(x)
+            else:
+                x = run_stage(stage, x, self.feedback_convs, k, feedback)
                 outs.append(x)
         return outs

@@ -23,18 +23,26 @@ class WeightsError(NasfpnError):
     """A backbone_weights file that is not a state_dict of the named backbone (one line, exit 2)."""
 
 
-BACKBONES: dict[str, Callable[[Optional[int]], nn.Module]] = {
-    "proxy": lambda feedback: ProxyBackbone(widths=(32, 64, 128, 256), feedback_channels=feedback),
-    "resnet18": lambda feedback: ResNet("resnet18", feedback),
-    "resnet34": lambda feedback: ResNet("resnet34", feedback),
-    "resnet50": lambda feedback: ResNet("resnet50", feedback),
+# name -> factory(feedback_channels, finetune); `finetune` False: pretraining from scratch here
+# (the proxy network always trains whole; the ResNets unfreeze BN, stem and first stage)
+BACKBONES: dict[str, Callable[[Optional[int], bool], nn.Module]] = {
+    "proxy": lambda feedback, finetune: ProxyBackbone(widths=(32, 64, 128, 256), feedback_channels=feedback),
+    "resnet18": lambda feedback, finetune: ResNet("resnet18", feedback, finetune),
+    "resnet34": lambda feedback, finetune: ResNet("resnet34", feedback, finetune),
+    "resnet50": lambda feedback, finetune: ResNet("resnet50", feedback, finetune),
 }
 IGNORED_PREFIXES = ("fc.",)   # an ImageNet classifier's head
 OPTIONAL_SUFFIXES = (".num_batches_tracked",)  # absent from torchvision's older checkpoints
 
 
-def new_backbone(name: str, feedback_channels: Optional[int] = None) -> nn.Module:
-    return BACKBONES[name](feedback_channels)
+def new_backbone(name: str, feedback_channels: Optional[int] = None, finetune: bool = True) -> nn.Module:
+    return BACKBONES[name](feedback_channels, finetune)
+
+
+def out_channels(name: str) -> list[int]:
+    """C3..C5 widths of a backbone, without allocating its weights."""
+    with torch.device("meta"):
+        return list(new_backbone(name).out_channels)
 
 
 def normalize(images_uint8: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
@@ -65,7 +73,8 @@ def read_weights(name: str, path: str | Path) -> dict[str, torch.Tensor]:
                            f"{str(exc).splitlines()[0][:160]})") from None
     if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
         raise WeightsError(f"{where}: not a state_dict (a mapping of names to tensors)")
-    expected = new_backbone(name).state_dict()
+    with torch.device("meta"):  # names and shapes only
+        expected = new_backbone(name).state_dict()
     given = {k.removeprefix("module."): v for k, v in saved.items() if not k.startswith(IGNORED_PREFIXES)}
     missing = [k for k in expected if k not in given and not k.endswith(OPTIONAL_SUFFIXES)]
     unexpected = [k for k in given if k not in expected]
@@ -80,7 +89,7 @@ def read_weights(name: str, path: str | Path) -> dict[str, torch.Tensor]:
                                f"{tuple(expected[key].shape)}")
     state = {k: v.to(expected[k].dtype) for k, v in given.items()}
     for key in expected:
-        state.setdefault(key, expected[key])  # num_batches_tracked
+        state.setdefault(key, torch.zeros((), dtype=torch.long))  # num_batches_tracked
     return state
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
@@ -59,8 +60,11 @@ def save_checked(path: Path, payload: Any) -> None:
 
 
 def discard(path: Path, what: str, reason: str) -> None:
-    """Report a damaged cache file in one line and remove it, so that it is rebuilt."""
+    """Report a damaged cache file (or folder) in one line and remove it, so that it is rebuilt."""
     print(f"warning: {path}: the cached {what} {reason}; removed, rebuilding it", file=sys.stderr)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+        return
     try:
         path.unlink()
     except FileNotFoundError:

@@ -82,8 +82,8 @@ class Batch:
     scales: torch.Tensor                   # (B,) float64: network frame = original * scale
     extents: torch.Tensor                  # (B, 2) w, h of each resized image inside the canvas
     canvas: tuple[int, int]
-    cls: torch.Tensor                      # (B, L) class per location (num_classes = background)
-    box: torch.Tensor                      # (B, L, 4) the box each location regresses
+    cls: Optional[torch.Tensor]            # (B, L) class per location (num_classes = background)
+    box: Optional[torch.Tensor]            # (B, L, 4) the box each location regresses
     images: Optional[torch.Tensor] = None  # uint8 (B, 3, H, W)
     feats: Optional[list[torch.Tensor]] = None  # fp16 backbone features on the square canvas
     boxes: list[np.ndarray] = field(default_factory=list)  # in the network frame
@@ -144,11 +144,14 @@ class Items(torch.utils.data.Dataset):
 
 
 class Collate:
-    """Pads a batch to its canvas and assigns FCOS targets on it (runs in the loader's workers)."""
+    """Pads a batch to its canvas and assigns FCOS targets on it (runs in the loader's workers);
+    `num_classes` None: no targets (a batch only read through the backbone). `locations`: a
+    session's table, so that canvases met before are not laid out again."""
 
-    def __init__(self, frame: Frame, levels: Sequence[int], num_classes: int, square: bool):
+    def __init__(self, frame: Frame, levels: Sequence[int], num_classes: Optional[int], square: bool,
+                 locations: Optional[LocationTable] = None):
         self.frame, self.num_classes, self.square = frame, num_classes, square
-        self.locations = LocationTable(levels)
+        self.locations = locations or LocationTable(levels)
 
     def __call__(self, items: list[dict]) -> Batch | str:
         for item in items:
@@ -158,9 +161,10 @@ class Collate:
             canvas = (self.frame.square, self.frame.square)
         else:
             canvas = self.frame.pad(max(it["extent"][1] for it in items), max(it["extent"][0] for it in items))
-        locs = self.locations(canvas)
-        cls, box = assign_batch(locs, [torch.from_numpy(it["boxes"]) for it in items],
-                                [torch.from_numpy(it["labels"]) for it in items], self.num_classes)
+        cls = box = None
+        if self.num_classes is not None:
+            cls, box = assign_batch(self.locations(canvas), [torch.from_numpy(it["boxes"]) for it in items],
+                                    [torch.from_numpy(it["labels"]) for it in items], self.num_classes)
         batch = Batch(index=torch.as_tensor([it["index"] for it in items]),
                       scales=torch.as_tensor([it["scale"] for it in items], dtype=torch.float64),
                       extents=torch.as_tensor([it["extent"] for it in items], dtype=torch.float32),

@@ -60,9 +60,7 @@ def pretrain(data: DetectionData, budget: Budget, seed: int, device: str, progre
     """Backbone + the neutral plain-laterals neck + head trained on the train split."""
     torch.manual_seed(seed)
     genotype = plain_laterals()
-    backbone = new_backbone(budget.backbone)
-    if hasattr(backbone, "finetune"):
-        backbone.finetune = False  # from scratch: batch norm and every stage train
+    backbone = new_backbone(budget.backbone, finetune=False)  # from scratch: batch norm and every stage train
     detector = Detector(genotype, len(data.classes), budget.width, budget.head_depth, backbone=backbone)
     frame = Frame(budget.image_size, max(2 ** lv for lv in genotype.levels))
     # augmented as the trials are (the presets, whose features are cached, augment nothing)
@@ -95,7 +93,7 @@ def _write_features(out: ArrayWriter, name: str, split: Split, budget: Budget, l
     shapes = feature_shapes(budget, levels, backbone.out_channels)
     arrays = [out.create(f"{name}{k}", (len(split), *shape), np.float16) for k, shape in enumerate(shapes)]
     frame = Frame(budget.image_size, 2 ** max(levels))
-    collate = Collate(frame, levels, 1, square=True)
+    collate = Collate(frame, levels, None, square=True)
     for batch in batches(Items(split, frame, images=True), InOrder(len(split), FEATURE_BATCH), collate, workers,
                          pin=device.startswith("cuda")):
         feats = backbone(normalize(batch.images.to(device), backbone))

@@ -65,6 +65,30 @@ def _downsample(cin: int, cout: int, stride: int) -> Optional[nn.Sequential]:
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
 
+def feedback_hook(feedback_channels: Optional[int], out_channels: Sequence[int]) -> Optional[nn.ModuleList]:
+    """The RFP hook's zero-initialised 1x1 convs, one per output (None for a backbone without it)."""
+    if feedback_channels is None:
+        return None
+    convs = nn.ModuleList(nn.Conv2d(feedback_channels, c, 1) for c in out_channels)
+    for conv in convs:
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    return convs
+
+
+def run_stage(stage: nn.Sequential, x: Tensor, convs: Optional[nn.ModuleList], k: int,
+              feedback: Optional[Sequence[Tensor]]) -> Tensor:
+    """A stage, with feedback[k] (through convs[k]) added after its first block when given."""
+    if feedback is not None and convs is None:
+        raise ValueError("this backbone was built without feedback_channels: it has no feedback hook")
+    x = stage[0](x)
+    if feedback is not None:
+        x = x + convs[k](feedback[k])
+    for block in stage[1:]:
+        x = block(x)
+    return x
+
+
 DEPTHS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet34": (BasicBlock, (3, 4, 6, 3)),
           "resnet50": (Bottleneck, (3, 4, 6, 3))}
 
@@ -90,12 +114,7 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        self.feedback_convs = None
-        if feedback_channels is not None:
-            self.feedback_convs = nn.ModuleList(nn.Conv2d(feedback_channels, c, 1) for c in self.out_channels)
-            for conv in self.feedback_convs:
-                nn.init.zeros_(conv.weight)
-                nn.init.zeros_(conv.bias)
+        self.feedback_convs = feedback_hook(feedback_channels, self.out_channels)
 
     def stages(self) -> List[nn.Sequential]:
         return [self.layer1, self.layer2, self.layer3, self.layer4]
@@ -118,16 +137,9 @@ class ResNet(nn.Module):
         return fixed
 
     def forward(self, images: Tensor, feedback: Optional[Sequence[Tensor]] = None) -> List[Tensor]:
-        if feedback is not None and self.feedback_convs is None:
-            raise ValueError("this backbone was built without feedback_channels: it has no feedback hook")
-        x = self.maxpool(F.relu(self.bn1(self.conv1(images))))
-        x = self.layer1(x)
+        x = self.layer1(self.maxpool(F.relu(self.bn1(self.conv1(images)))))
         outs: List[Tensor] = []
         for k, stage in enumerate(self.stages()[1:]):
-            x = stage[0](x)
-            if feedback is not None:
-                x = x + self.feedback_convs[k](feedback[k])
-            for block in stage[1:]:
-                x = block(x)
+            x = run_stage(stage, x, self.feedback_convs, k, feedback)
             outs.append(x)
         return outs

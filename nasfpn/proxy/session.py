@@ -20,7 +20,7 @@ import numpy as np
 
 from ..dsl.budget import Budget
 from ..files import human_bytes
-from .backbones import new_backbone
+from .backbones import out_channels
 from .cache import cache_dir
 from .data import ArrayImages, DetectionData, Split, load_data
 from .loader import Batch, Collate, Frame, InOrder, Items, LocationTable, TrainOrder, batches
@@ -100,8 +100,7 @@ class ProxySession:
         train_feats = val_feats = None
         source = "live" if budget.backbone_mode == "frozen" else "trained"
         if budget.backbone_mode == "cached":
-            channels = new_backbone(budget.backbone).out_channels
-            need = feature_bytes(budget, levels, channels, len(data.train) + len(data.val))
+            need = feature_bytes(budget, levels, out_channels(budget.backbone), len(data.train) + len(data.val))
             if need <= cache_limit_gb * 2 ** 30:
                 train_feats, val_feats = frozen_features(data, budget, levels, state, state_fingerprint, device,
                                                          root, image_workers)
@@ -140,14 +139,14 @@ class ProxySession:
         images too when `images`)."""
         items = self._items(self.data.train, self.train_feats, images, augment=True)
         order = TrainOrder(len(self.data.train), self.budget.batch, self.budget.steps, seed)
-        collate = Collate(self.frame, self.levels, len(self.data.classes), square=self.square)
+        collate = Collate(self.frame, self.levels, len(self.data.classes), self.square, self.locations)
         return batches(items, order, collate, self._workers(items), pin=self.device.startswith("cuda"))
 
     def eval_batches(self, limit: Optional[int], images: bool) -> Iterator[Batch]:
         """The first `limit` val images (all when None), in order, without augmentation."""
         n = len(self.data.val) if limit is None else min(limit, len(self.data.val))
         items = self._items(self.data.val, self.val_feats, images, augment=False)
-        collate = Collate(self.frame, self.levels, len(self.data.classes), square=self.square)
+        collate = Collate(self.frame, self.levels, len(self.data.classes), self.square, self.locations)
         return batches(items, InOrder(n, EVAL_BATCH), collate, self._workers(items),
                        pin=self.device.startswith("cuda"))
 

@@ -60,7 +60,7 @@ def _image_size(path: Path, im: dict, where: str) -> tuple[int, int]:
     try:
         with Image.open(path) as opened:
             width, height = opened.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise DataError(f"{path} ({where}): image does not decode: {exc}") from None
     return int(height), int(width)
 
@@ -116,10 +116,10 @@ def read_split(root: Path, split: str, limit: int, seed: int, categories: dict[i
         here = f"annotations[{j}]" + (f" (id {ann['id']})" if isinstance(ann, dict) and "id" in ann else "")
         if not isinstance(ann, dict) or not {"image_id", "category_id", "bbox"} <= set(ann):
             raise DataError(f"{path}: {here}: needs 'image_id', 'category_id' and 'bbox'")
-        if ann["image_id"] not in index:
-            raise DataError(f"{path}: {here}: image_id {ann['image_id']} is not in 'images'")
-        if ann["category_id"] not in categories:
-            raise DataError(f"{path}: {here}: category_id {ann['category_id']} is not declared in "
+        if not isinstance(ann["image_id"], int) or ann["image_id"] not in index:
+            raise DataError(f"{path}: {here}: image_id {ann['image_id']!r} is not in 'images'")
+        if not isinstance(ann["category_id"], int) or ann["category_id"] not in categories:
+            raise DataError(f"{path}: {here}: category_id {ann['category_id']!r} is not declared in "
                             f"'categories'")
         bbox = ann["bbox"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):

@@ -69,7 +69,7 @@ class FileImages(ImageSource):
         try:
             with Image.open(path) as im:
                 rgb = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
             raise DataError(f"{path} ({self.where[i].decode()}): image does not decode: {exc}") from None
         return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
