@@ -4,7 +4,8 @@ Prints (and writes to benchmarks/results/proxy_speed.md) the wall time of one pr
 `fpn` neck on 2 CPU threads, split into training, evaluation and cost measurement; the one-time
 preparation it reuses (dataset, backbone pretraining, feature cache); and the FLOP/s the training
 achieves (FLOPs of one forward+backward step counted by FlopCounterMode, times steps, over the
-training time) as a fraction of the machine's fp32 matmul FLOP/s measured in the same run.
+training time) as a fraction of the machine's matmul FLOP/s in the trial's precision (the
+proxy's `auto`: bf16 on a CPU with native bf16, else fp32), measured in the same run.
 
 It also trains the same trial from batches held in memory (every feature read into RAM, every
 FCOS target assigned beforehand, as the trainer did before data was streamed), alternating with
@@ -39,8 +40,8 @@ from nasfpn.proxy.train import build_detector, run_trial
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def matmul_flops_per_second(n: int = 2048, runs: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops_per_second(n: int = 2048, runs: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     times = []
@@ -129,9 +130,10 @@ def main() -> int:
 
     step_flops = training_step_flops(genotype, session, budget.batch)
     achieved = step_flops * budget.steps / metrics["train_seconds"]
-    peak = matmul_flops_per_second()
+    precision = metrics["precision"]
+    peak = matmul_flops_per_second(dtype={"bf16": torch.bfloat16}.get(precision, torch.float32))
     rows = [
-        ("one proxy trial of " + args.neck + " (wall)", f"{trial_s:.1f} s", "goal <= 60 s"),
+        (f"one proxy trial of {args.neck} in {precision} (wall)", f"{trial_s:.1f} s", "goal <= 60 s"),
         ("  of which training", f"{metrics['train_seconds']:.1f} s",
          f"{budget.steps} steps x {budget.batch} images, {metrics['images_per_second']:.0f} images/s"),
         ("  evaluation + cost measurement", f"{trial_s - metrics['train_seconds']:.1f} s",
@@ -142,7 +144,7 @@ def main() -> int:
          f"{', '.join(f'{t:.1f}' for t in memory_s)} s, same losses"),
         ("training FLOPs per step (fwd+bwd)", f"{step_flops / 1e9:.2f} GFLOP", "FlopCounterMode, incl. resampling"),
         ("training throughput", f"{achieved / 1e9:.1f} GFLOP/s", ""),
-        ("machine fp32 matmul (2048^2)", f"{peak / 1e9:.1f} GFLOP/s", f"{args.threads} threads, median of 10"),
+        (f"machine {precision} matmul (2048^2)", f"{peak / 1e9:.1f} GFLOP/s", f"{args.threads} threads, median of 10"),
         ("training / matmul", f"{achieved / peak * 100:.1f} %", ""),
         ("one-time: synthetic data generation", f"{data_s:.1f} s", f"{budget.train_images}+{budget.val_images} images"),
         ("one-time: backbone pretraining + feature cache", f"{prepare_s:.1f} s",

@@ -171,6 +171,24 @@ def real_photos() -> list[str]:
                     "of necks.", RESULTS / "real_photos.md")
 
 
+def precision() -> list[str]:
+    md = RESULTS / "precision.md"
+    return _section("Precision", "fp32 against bf16 autocast on this CPU (AVX512-BF16) at the proxy budget: whole "
+                    "trials (goal: bf16 at least 1.5x faster), the zoo's ranking (goal: Kendall tau at least 0.85, "
+                    "each AP within 2 seed std), training FLOP/s against matmul FLOP/s of each precision, the "
+                    "layers bf16 does not pay on, channels-last. An earlier run is kept beside it.", md,
+                    RESULTS / "precision.jsonl", RESULTS / "precision.2026-12-01.md")
+
+
+def device_check() -> list[str]:
+    md = RESULTS / "device_check.md"
+    if not md.exists():
+        return ["## Device check", "", "`bash benchmarks/device_check.sh` on a machine with an NVIDIA GPU: CUDA tests, "
+                "smoke and proxy trials on `cuda` in fp32 and AMP, a 4-trial search on half a GPU per trial. It has "
+                "not run yet: no GPU was lent to the sessions that wrote this."]
+    return _section("Device check", "`bash benchmarks/device_check.sh` on a machine with an NVIDIA GPU.", md)
+
+
 def baselines() -> list[str]:
     md = ROOT / "runs" / "baselines" / "table.md"
     return ["## Baselines", "",
@@ -254,9 +272,11 @@ def search_efficiency() -> list[str]:
 
 def render() -> str:
     fid = _fidelity()
-    sections = [compile_overhead(), proxy_speed(), data_pipeline(), real_photos(), baselines(), search_40(),
+    sections = [compile_overhead(), proxy_speed(), precision(), device_check(), data_pipeline(), real_photos(),
+                baselines(), search_40(),
                 proxy_fidelity(fid), proxy_steps(fid), search_efficiency()]
-    taken = {"compile_overhead", "proxy_speed", "data_pipeline", "real_photos", "proxy_fidelity", "proxy_steps",
+    taken = {"compile_overhead", "proxy_speed", "precision", "device_check", "data_pipeline", "real_photos",
+             "proxy_fidelity", "proxy_steps",
              "search_efficiency"}
     stray = sorted(p.name for p in RESULTS.glob("*.md") if p.stem not in taken and not DATED.search(p.stem))
     if stray:

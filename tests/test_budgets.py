@@ -19,7 +19,7 @@ OVERRIDES = {
     "backbone": ("resnet50", "resnet50"), "backbone_weights": ("/w/resnet50.pth", "/w/resnet50.pth"),
     "backbone_mode": ("frozen", "frozen"), "backbone_steps": ("0", 0), "backbone_warmup": ("0", 0),
     "backbone_lr_scale": ("0.5", 0.5), "augment": ("flip+jitter", "flip+jitter"), "jitter": ("0.5,1.5", (0.5, 1.5)),
-    "evals": ("3", 3), "neck_init": ("default", "default"),
+    "evals": ("3", 3), "neck_init": ("default", "default"), "precision": ("bf16", "bf16"),
 }
 
 

@@ -279,3 +279,17 @@ def test_a_start_that_fails_writes_nothing_and_the_name_stays_free(tmp_path, cac
     assert "--name '../escape': use letters, digits" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
+
+
+def test_preparation_runs_in_a_task_holding_a_trials_resources(cache_dir):
+    from nasfpn.dsl.budget import read_budget
+    from nasfpn.proxy.session import SessionSpec
+    from nasfpn.search.cluster import prepare_where_trials_run
+    from nasfpn.search.errors import SearchError
+
+    spec = SessionSpec("synthetic", read_budget("smoke"), cache=str(cache_dir))
+    assert prepare_where_trials_run(spec, cpus_per_trial=1, gpus_per_trial=0) == "disk cache"
+    broken = SessionSpec("synthetic", read_budget("smoke"), cache=str(cache_dir / "not-a-dir" / "\0"))
+    with pytest.raises(SearchError, match="preparing the proxy on a cpu worker failed") as err:
+        prepare_where_trials_run(broken, cpus_per_trial=1, gpus_per_trial=0)
+    assert "\n" not in str(err.value)

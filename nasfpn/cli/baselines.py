@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..export.baselines import write_tables
+    from ..proxy.precision import resolve
     from ..proxy.train import run_trial
 
     names = args.necks.split(",") if args.necks else zoo_names("genotype")
@@ -37,6 +38,7 @@ def run(args) -> int:
     if len(levels) != 1:
         raise UserError("the necks must share one pyramid to be scored the same way")
     session = proxy_session(args, levels.pop())
+    precision = resolve(session.budget.precision, session.device).name
     rows = []
     for g in genotypes:
         for seed in range(args.seeds):
@@ -44,7 +46,7 @@ def run(args) -> int:
             done = run_dir / "metrics.json"
             metrics = _finished(done)
             if (metrics is not None and metrics.get("budget_config") == session.budget.as_dict()
-                    and metrics.get("data") == session.data.name
+                    and metrics.get("data") == session.data.name and metrics.get("precision", "fp32") == precision
                     and metrics.get("backbone_fingerprint") == session.backbone_fingerprint):
                 rows.append(metrics)
                 continue
@@ -60,7 +62,7 @@ def run(args) -> int:
             print(f"{g.name} seed {seed}: AP {metrics['AP'] * 100:.1f}  ({metrics['train_seconds']:.0f} s)")
     if not rows:
         raise UserError("every run diverged: there is no table to write")
-    write_tables(rows, out, f"{session.data.name}, budget {session.budget.name}, {args.seeds} seed(s)")
+    write_tables(rows, out, f"{session.data.name}, budget {session.budget.name} ({precision}), {args.seeds} seed(s)")
     print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'ap_vs_flops.png'}")
     print((out / "table.md").read_text())
     return 0

@@ -124,10 +124,15 @@ def add_budget_options(p) -> None:
 
 
 def budget_of(args):
-    """The budget the options name, with every --set applied (a bad field: one line, exit 2)."""
+    """The budget the options name, with every --set applied (a bad field: one line, exit 2); with
+    a --device, also checked against it (fp16 on a CPU: one line, before anything runs)."""
     from ..dsl.budget import read_budget
+    from ..proxy.precision import resolve
 
-    return read_budget(args.budget, budget_sets(args))
+    budget = read_budget(args.budget, budget_sets(args))
+    if getattr(args, "device", None) is not None:
+        resolve(budget.precision, check_device(args.device))
+    return budget
 
 
 def budget_sets(args) -> list[str]:

@@ -22,6 +22,7 @@ BACKBONE_MODES = ("cached", "frozen", "train")  # frozen + features cached on di
 SCHEDULES = ("cosine", "constant")              # after the linear warmup
 AUGMENTS = ("none", "flip", "jitter", "flip+jitter")
 NECK_INITS = ("default", "passthrough")         # PyTorch's init; every merge starts as a pass-through
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")    # auto: bf16 where the device has it natively, else fp32
 MAX_BASE_DEPTH = 4
 
 
@@ -48,6 +49,7 @@ class Budget:
     jitter: tuple[float, float] = (0.8, 1.25)  # scale-jitter range of the long side
     evals: int = 4                 # evaluation points (for early stopping); the last is at `steps`
     neck_init: str = "default"
+    precision: str = "fp32"        # autocast of the trial's forward pass (proxy/precision.py)
 
     @property
     def end_to_end(self) -> bool:
@@ -160,6 +162,9 @@ FIELDS: dict[str, Field] = {
     "jitter": Field("scale-jitter range of the long side, [low, high]", _range),
     "evals": Field("evaluation points (early stopping); the last is at steps", _integer(1, 1000)),
     "neck_init": Field(f"{' | '.join(NECK_INITS)}", _choice(NECK_INITS)),
+    "precision": Field(f"{' | '.join(PRECISIONS)}: autocast of the trial's forward pass (auto: bf16 on a CPU "
+                       "or GPU that computes it natively, else fp32 on a CPU and fp16 on a GPU; fp16 needs CUDA)",
+                       _choice(PRECISIONS)),
 }
 assert set(FIELDS) == {f.name for f in fields(Budget)}, "every Budget field is described in FIELDS"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import statistics
 import time
 from typing import Callable, Sequence
@@ -87,9 +88,17 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def deterministic_cublas() -> None:
+    """cuBLAS reproducible (its workspace fixed, as torch's deterministic mode asks): read when
+    the process first calls cuBLAS, so set before a session trains on a GPU; a user's own value
+    is kept."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
 @contextlib.contextmanager
 def deterministic():
     """torch's deterministic algorithms (warn-only) inside the block, the caller's setting after."""
+    deterministic_cublas()
     before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -119,18 +128,23 @@ def module_flops(module: nn.Module, inputs: Sequence[torch.Tensor]) -> int:
         module.train(was_training)
 
 
-def latency_ms(fn: Callable[[], object], warmup: int = 3, runs: int = 20, threads: int | None = None) -> float:
-    """Median wall time of `fn` in milliseconds after warm-up, at a fixed thread count."""
+def latency_ms(fn: Callable[[], object], warmup: int = 3, runs: int = 20, threads: int | None = None,
+               device: str = "cpu") -> float:
+    """Median wall time of `fn` in milliseconds after warm-up, at a fixed thread count; on a CUDA
+    `device` each run waits for the kernels it queued."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    sync = (lambda: torch.cuda.synchronize(device)) if torch.device(device).type == "cuda" else (lambda: None)
     try:
         for _ in range(warmup):
             fn()
         times = []
         for _ in range(runs):
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             times.append((time.perf_counter() - start) * 1e3)
         return statistics.median(times)
     finally:

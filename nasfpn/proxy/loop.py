@@ -15,6 +15,7 @@ from ..errors import NasfpnError
 from .loader import Batch
 from .losses import detection_loss
 from .model import Detector
+from .precision import Precision
 from .targets import Locations
 
 
@@ -65,10 +66,14 @@ def _parameter_groups(detector: Detector, lr: float, train_backbone: bool, backb
 def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple[int, int]], Locations],
         steps: int, lr: float, warmup: int, device: str, train_backbone: bool, backbone_lr_scale: float,
         schedule: str = "cosine", desc: str = "training", progress: bool = True,
-        on_eval: Optional[Callable[[int], None]] = None, eval_steps: tuple[int, ...] = ()) -> dict:
+        on_eval: Optional[Callable[[int], None]] = None, eval_steps: tuple[int, ...] = (),
+        precision: Optional[Precision] = None) -> dict:
     """Train for `steps` batches of `batches` (see loader.py); `locations(canvas)` gives the
     points a batch's targets were assigned on. `on_eval(step)` is called at each of `eval_steps`
-    and may raise EarlyStop. Returns timing and the last losses."""
+    and may raise EarlyStop. The forward pass runs under `precision`'s autocast, the losses in
+    fp32 on its outputs. Returns timing and the last losses."""
+    precision = precision or Precision("fp32", torch.device(device).type)
+    scaler = precision.scaler()
     detector.to(device).train()
     groups = _parameter_groups(detector, lr, train_backbone, backbone_lr_scale)
     detector.backbone_frozen = not train_backbone
@@ -91,18 +96,23 @@ def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple
                       if batch.images is not None else None)
             feats = ([f.to(device, non_blocking=non_blocking).float() for f in batch.feats]
                      if batch.feats is not None else None)
-            cls, box, ctr = detector(images, feats)
+            with precision.autocast():
+                cls, box, ctr = detector(images, feats)
+            cls, box, ctr = cls.float(), box.float(), ctr.float()
             b = cls.shape[0]
             losses = detection_loss(cls.flatten(0, 1), box.flatten(0, 1), ctr.flatten(),
-                                    points[batch.canvas].repeat(b, 1), batch.cls.to(device).flatten(),
-                                    batch.box.to(device).flatten(0, 1))
+                                    points[batch.canvas].repeat(b, 1),
+                                    batch.cls.to(device, non_blocking=non_blocking).flatten(),
+                                    batch.box.to(device, non_blocking=non_blocking).flatten(0, 1))
             total = losses["total"]
             if not torch.isfinite(total):
                 raise TrainingDiverged(f"loss became {float(total)} at step {step}")
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            scaler.scale(total).backward()
+            scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 10.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             seen += b
             last = {k: float(v.detach()) for k, v in losses.items()}

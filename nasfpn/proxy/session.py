@@ -22,6 +22,7 @@ from ..dsl.budget import Budget
 from ..files import human_bytes
 from .backbones import out_channels
 from .cache import cache_dir
+from .cost import deterministic_cublas
 from .data import ArrayImages, DetectionData, Split, load_data
 from .loader import Batch, Collate, Frame, InOrder, Items, LocationTable, TrainOrder, batches
 from .prepare import feature_bytes, fingerprint, frozen_features, shared_backbone
@@ -91,6 +92,8 @@ class ProxySession:
                   workers: Optional[int] = None, spec: Optional[SessionSpec] = None) -> ProxySession:
         """A session on data already read (several budgets on one dataset). The backbone is
         pretrained and its features computed on `device`, or read from `cache`."""
+        if device.startswith("cuda"):
+            deterministic_cublas()
         root = cache_dir(cache)
         levels = tuple(levels)
         decoders = workers if workers is not None else default_workers()

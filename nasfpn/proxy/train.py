@@ -21,26 +21,34 @@ from .init import passthrough_init_
 from .loop import EarlyStop, fit
 from .model import Detector, count_model
 from .postprocess import decode
+from .precision import Precision, resolve
 from .session import ProxySession
 
 
 @torch.no_grad()
-def predict(detector: Detector, session: ProxySession, limit: Optional[int] = None) -> tuple[list, list, list, list]:
+def predict(detector: Detector, session: ProxySession, limit: Optional[int] = None,
+            precision: Optional[Precision] = None) -> tuple[list, list, list, list]:
     """Detections (image ids, boxes in original coordinates, scores, labels) on the first `limit`
     val images: boxes are clamped to each resized image (not to the padded canvas) and mapped back
-    by its scale (the padding is bottom-right, so nothing shifts)."""
+    by its scale (the padding is bottom-right, so nothing shifts). The forward pass runs under
+    `precision`'s autocast; decoding in fp32 on the device, NMS and NumPy on boxes moved off it."""
     was_training = detector.training
     detector.eval()
     device, val = session.device, session.data.val
+    precision = precision or resolve("fp32", device)
+    non_blocking = device.startswith("cuda")
     points: dict[tuple[int, int], torch.Tensor] = {}
     ids, boxes, scores, labels = [], [], [], []
     try:
         for batch in session.eval_batches(limit, images=detector.recursive):
             if batch.canvas not in points:
                 points[batch.canvas] = session.locations(batch.canvas).points.to(device)
-            images = detector.normalize(batch.images.to(device)) if batch.images is not None else None
-            feats = [f.to(device).float() for f in batch.feats] if batch.feats is not None else None
-            cls, box, ctr = detector(images, feats)
+            images = (detector.normalize(batch.images.to(device, non_blocking=non_blocking))
+                      if batch.images is not None else None)
+            feats = ([f.to(device, non_blocking=non_blocking).float() for f in batch.feats]
+                     if batch.feats is not None else None)
+            with precision.autocast():
+                cls, box, ctr = detector(images, feats)
             found = decode(cls.float(), box.float(), ctr.float(), points[batch.canvas],
                            extents=batch.extents.to(device))
             for k, (bx, sc, lb) in enumerate(found):
@@ -61,25 +69,34 @@ def score(split: Split, classes: list[str], detections: tuple[list, list, list, 
     return coco_ap(split.subset(n).ground_truth(classes), coco_detections(*(d[:n] for d in detections)))
 
 
-def evaluate(detector: Detector, session: ProxySession, limit: Optional[int] = None) -> dict[str, float]:
+def evaluate(detector: Detector, session: ProxySession, limit: Optional[int] = None,
+             precision: Optional[Precision] = None) -> dict[str, float]:
     """COCO AP of the detector on (the first `limit` images of) the val split, in original coordinates."""
-    return score(session.data.val, session.data.classes, predict(detector, session, limit))
+    return score(session.data.val, session.data.classes, predict(detector, session, limit, precision))
 
 
-def measure_cost(detector: Detector, image_size: int, threads: int) -> dict[str, float]:
-    """Params, FLOPs of neck and whole model at batch 1, and CPU latency of the whole model."""
-    model = detector.to("cpu").eval()
+def device_name(device: str) -> str:
+    """What `device` is, in words, for the records: `cpu` or the GPU's name."""
+    if torch.device(device).type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
+
+
+def measure_cost(detector: Detector, image_size: int, threads: int, device: str = "cpu") -> dict[str, float]:
+    """Params, FLOPs of neck and whole model at batch 1 (fp32), and the latency of the whole
+    model on `device` (at `threads` CPU threads there)."""
+    model = detector.to(device).eval()
     model.round_features = False  # the model as deployed
-    image = torch.zeros(1, 3, image_size, image_size)
+    image = torch.zeros(1, 3, image_size, image_size, device=device)
     with torch.no_grad():
         feats = model.backbone(image) if model.backbone is not None else None
         if feats is None:
             raise ValueError("measure_cost needs a detector with a backbone")
         model_flops = count_flops(lambda: model(image))
         neck_flops = count_flops(lambda: model.neck(feats))
-        latency = latency_ms(lambda: model(image), warmup=3, runs=15, threads=threads)
+        latency = latency_ms(lambda: model(image), warmup=3, runs=15, threads=threads, device=device)
     return {**count_model(model), "neck_flops": neck_flops, "model_flops": model_flops,
-            "latency_ms": latency, "latency_threads": threads}
+            "latency_ms": latency, "latency_threads": threads, "latency_device": device_name(device)}
 
 
 def build_detector(genotype: Genotype, session: ProxySession, seed: int) -> Detector:
@@ -111,37 +128,44 @@ def _train_and_score(genotype: Genotype, session: ProxySession, seed: int, progr
                      on_eval: Optional[Callable[[int, dict], None]], eval_limit: Optional[int],
                      measure: bool) -> dict:
     budget, data, device = session.budget, session.data, session.device
+    precision = resolve(budget.precision, device)
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
     detector = build_detector(genotype, session, seed)
     eval_steps = tuple(sorted({max(1, round(budget.steps * (k + 1) / budget.evals)) for k in range(budget.evals - 1)}))
     stopped_at = None
 
     def intermediate(step: int) -> None:
-        on_eval(step, evaluate(detector, session, limit=eval_limit))
+        on_eval(step, evaluate(detector, session, limit=eval_limit, precision=precision))
 
     try:
         timing = fit(detector, session.train_batches(seed, images=detector.recursive), session.locations,
                      steps=budget.steps, lr=budget.lr, warmup=budget.warmup, device=device,
                      train_backbone=budget.end_to_end, backbone_lr_scale=budget.backbone_lr_scale,
                      schedule=budget.schedule, desc=f"{genotype.name} [{budget.name}]", progress=progress,
-                     on_eval=intermediate if on_eval is not None else None, eval_steps=eval_steps)
+                     on_eval=intermediate if on_eval is not None else None, eval_steps=eval_steps,
+                     precision=precision)
     except EarlyStop as stop:
         stopped_at = str(stop)
         timing = None
     metrics: dict = {}
     if timing is not None:
-        detections = predict(detector, session)
+        detections = predict(detector, session, precision=precision)
         metrics.update(score(data.val, data.classes, detections))
         if eval_limit is not None:  # the final score on the subset the intermediate ones used
             metrics["AP_rung"] = score(data.val, data.classes, detections, eval_limit)["AP"]
         metrics.update(timing)
     else:
         metrics["early_stopped"] = stopped_at
+    if on_gpu:
+        metrics["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated(device)
     if measure:
-        metrics.update(measure_cost(detector, session.frame.square, threads=torch.get_num_threads()))
+        metrics.update(measure_cost(detector, session.frame.square, threads=torch.get_num_threads(), device=device))
     metrics.update({"neck": genotype.name, "budget": budget.name, "budget_config": budget.as_dict(),
                     "seed": seed, "backbone_seed": session.backbone_seed,
                     "backbone_fingerprint": session.backbone_fingerprint, "features": session.feature_source,
-                    "device": device,
+                    "device": device_name(device), "precision": precision.name,
                     "threads": torch.get_num_threads(),
                     "data": data.name, "data_notes": data.notes, "versions": versions()})
     return metrics

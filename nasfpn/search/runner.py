@@ -147,8 +147,10 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     `report(run_dir)` is called at the end, also when the search was interrupted."""
     _quiet()
     from ..dsl.budget import budget_from_dict, read_budget
-    from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, ProxySession
-    from .cluster import check_resources, connect_ray
+    from ..proxy.data import load_data
+    from ..proxy.precision import resolve as resolve_precision
+    from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, SessionSpec
+    from .cluster import check_resources, connect_ray, prepare_where_trials_run
     from .searcher import NeckSearcher, work_left
 
     if resume is not None:
@@ -163,19 +165,24 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     # a resumed run trains on the budget it started with, whatever its file says now
     budget = (budget_from_dict(manifest["budget"], str(run_dir / "manifest.json"))
               if resume is not None and "budget" in manifest else read_budget(opts.budget, opts.sets))
+    if trial_device(opts) == "cpu":  # a GPU's precision is resolved on the worker that has it
+        resolve_precision(budget.precision, "cpu")
     log = read_trial_log(run_dir)
     queue, to_sample = work_left(log.records, opts.baselines, opts.trials)
     spec = None
     if queue or to_sample:  # a finished run resumes (reconciles, reports) without Ray or data
         connect_ray(opts.address, opts.cpus)
         check_resources(opts.cpus_per_trial, opts.gpus_per_trial)
-        # the driver checks the data and fills the cache; each trial worker opens it from there
-        session = ProxySession.open(opts.data, budget, levels=space.template["levels"],
-                                    backbone_seed=opts.backbone_seed, cache=_cache_for(opts), device="cpu",
-                                    progress=opts.progress, workers=_loader_workers(opts),
-                                    cache_limit_gb=opts.cache_limit_gb or DEFAULT_CACHE_LIMIT_GB)
-        spec = session.spec
-        del session
+        spec = SessionSpec(opts.data, budget, tuple(space.template["levels"]), opts.backbone_seed,
+                           cache=_cache_for(opts), workers=_loader_workers(opts),
+                           cache_limit_gb=opts.cache_limit_gb or DEFAULT_CACHE_LIMIT_GB)
+        if opts.gpus_per_trial > 0:
+            # the driver checks the data; a GPU worker pretrains and caches, where the trials run
+            load_data(spec.data, budget.image_size, budget.train_images, budget.val_images, spec.data_seed,
+                      spec.cache)
+            prepare_where_trials_run(spec, opts.cpus_per_trial, opts.gpus_per_trial)
+        else:  # the driver checks the data and fills the cache; each trial worker opens it from there
+            spec.open("cpu", progress=opts.progress)
 
     created = not run_dir.exists()
     try:
@@ -202,6 +209,11 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
             report(run_dir)
     queue, to_sample = work_left(read_trial_log(run_dir).records, opts.baselines, opts.trials)
     return run_dir, not queue and (to_sample == 0 or searcher.exhausted)
+
+
+def trial_device(opts: SearchOptions) -> str:
+    """Where each trial trains: a GPU (its share of one, as Ray assigned it) or the CPU."""
+    return "cuda" if opts.gpus_per_trial > 0 else "cpu"
 
 
 def _loader_workers(opts: SearchOptions) -> int:
@@ -231,7 +243,7 @@ def _fit(searcher, spec, opts: SearchOptions, records: list[TrialRecord], left: 
     from .progress import SearchProgress
     from .trainable import TrialSettings, neck_trial
 
-    device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
+    device = trial_device(opts)
     settings = TrialSettings(threads=max(1, int(opts.cpus_per_trial)), device=device, seed=opts.trial_seed)
     trainable = tune.with_resources(tune.with_parameters(neck_trial, spec=spec, settings=settings),
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
