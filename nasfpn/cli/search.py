@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     p.add_argument("--trials", type=bounded_int(1), default=40, help="sampled necks to train (default 40)")
     add_budget_options(p)
-    p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2")
+    p.add_argument("--sampler", default="tpe", help="tpe (default), random, evolution (regularized evolution), nsga2")
     p.add_argument("--objective", default="ap", help="ap (default) or ap,flops")
     p.add_argument("--concurrency", type=bounded_int(1), help="trials at once (default: cluster CPUs / cpus-per-trial)")
     p.add_argument("--cpus-per-trial", type=finite_float(0, positive=True), default=1)

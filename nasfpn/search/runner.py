@@ -89,6 +89,8 @@ def _validate(opts: SearchOptions) -> None:
         raise SearchError(f"--objective {opts.objective}: expected 'ap' or 'ap,flops'")
     if opts.sampler == "nsga2" and len(opts.objectives) < 2:
         raise SearchError("--sampler nsga2 searches several objectives: add --objective ap,flops")
+    if opts.sampler == "evolution" and len(opts.objectives) > 1:
+        raise SearchError("--sampler evolution optimizes one objective: use --objective ap")
     if not (opts.cpus_per_trial > 0 and opts.gpus_per_trial >= 0):  # NaN fails both
         raise SearchError("--cpus-per-trial must be positive and --gpus-per-trial not negative")
     if opts.concurrency is not None and opts.concurrency < 1:

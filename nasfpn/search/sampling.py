@@ -7,8 +7,10 @@ from typing import Any
 import optuna
 
 from ..dsl import Genotype, SearchSpace
+from .evolution import RegularizedEvolutionSampler
 
-SAMPLERS = ("tpe", "random", "nsga2")
+SAMPLERS = ("tpe", "random", "evolution", "nsga2")
+EVOLUTION_POPULATION, EVOLUTION_TOURNAMENT = 10, 3  # for searches of 40-100 trials
 
 
 def option_label(option: Any) -> Any:
@@ -39,10 +41,18 @@ def sample_genotype(space: SearchSpace, trial: optuna.Trial) -> Genotype:
     return space.sample(OptunaSuggester(trial))
 
 
-def make_sampler(name: str, seed: int, objectives: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, objectives: int, history: int = 0) -> optuna.samplers.BaseSampler:
     """Samplers with their settings written out, not left to library defaults (Optuna 5 changed
     TPESampler's): TPE is multivariate with grouping, so conditional parameters (inputs picked
-    only for some k) are modelled jointly, and with constant_liar so parallel trials spread out."""
+    only for some k) are modelled jointly, and with constant_liar so parallel trials spread out.
+    `history` is how many trials the study holds: a resumed TPE or random sampler is seeded past
+    them (the first seed would replay the startup points it tried); evolution draws from the seed
+    and each trial's number, so it keeps its seed."""
+    if name == "evolution":
+        if objectives > 1:
+            raise ValueError("evolution optimizes one objective: use --objective ap")
+        return RegularizedEvolutionSampler(EVOLUTION_POPULATION, EVOLUTION_TOURNAMENT, seed=seed)
+    seed += history
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, n_ei_candidates=24,
                                           multivariate=True, group=True, constant_liar=True)

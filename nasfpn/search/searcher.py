@@ -33,6 +33,7 @@ from ray.tune.search import Searcher
 from ..compile.plan import graph_key
 from ..dsl import DSLError, SearchSpace, to_yaml
 from .errors import SearchError
+from .evolution import RegularizedEvolutionSampler
 from .records import COMPLETE, ERROR, FAILED, PRUNED, SEARCH, TrialConfig, TrialMetrics, TrialRecord, TrialReport
 from .sampling import make_sampler, sample_genotype
 from .store import DUPLICATES, append_line, append_trial, redact
@@ -84,9 +85,7 @@ class NeckSearcher(Searcher):
         self.live: dict[int, optuna.Trial] = {}      # Optuna number -> trial asked by this process
         directions = [OBJECTIVES[o].direction for o in objectives]
         self.study = open_study(storage, study_name, directions, storage_label or redact(storage))
-        # A resumed study continues from a sampler seeded past its history: re-seeding with the
-        # first seed would replay the startup points it already tried.
-        self.study.sampler = make_sampler(sampler, seed + len(self.study.trials), len(directions))
+        self.study.sampler = make_sampler(sampler, seed, len(directions), history=len(self.study.trials))
 
     # -- what is left to do, from what the run holds
     def resume(self, records: list[TrialRecord], baselines: list[str], trials: int) -> int:
@@ -140,6 +139,9 @@ class NeckSearcher(Searcher):
                 self.to_sample -= 1
                 return TrialConfig.unbuildable(trial.number, dict(trial.params), str(err))
             genotype = replace(genotype, name=f"{self.space.name}-t{trial.number}")
+            if isinstance(self.study.sampler, RegularizedEvolutionSampler):
+                for name, value in self.study.sampler.lineage(self.study, trial.number).items():
+                    trial.set_user_attr(name, value)
             key = graph_key(genotype)
             if key in self.outcomes:
                 self._tell(trial.number, *self.outcomes[key])
