@@ -88,7 +88,6 @@ def test_metrics_name_the_precision_and_the_device(tmp_path, cache_dir):
     assert metrics["device"] == "cpu" and metrics["latency_device"] == "cpu"
 
 
-@needs_bf16
 def test_bf16_autocast_keeps_depthwise_convs_in_fp32():
     x = torch.randn(2, 8, 8, 8)
     dense, depthwise = torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)

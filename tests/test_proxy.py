@@ -207,6 +207,17 @@ def test_baselines_command_writes_tables_and_plot(tmp_path, cache_dir):
     before = (out / "runs" / "fpn-s0" / "metrics.json").stat().st_mtime_ns
     assert main(args) == 0  # a re-run keeps finished runs
     assert (out / "runs" / "fpn-s0" / "metrics.json").stat().st_mtime_ns == before
+    # a run written before budgets had `precision` ran in fp32: kept for the fp32 smoke budget...
+    done = out / "runs" / "fpn-s0" / "metrics.json"
+    old = json.loads(done.read_text())
+    del old["budget_config"]["precision"], old["precision"]
+    done.write_text(json.dumps(old))
+    before = done.stat().st_mtime_ns
+    assert main(args) == 0
+    assert done.stat().st_mtime_ns == before
+    # ...and trained again when the budget asks for another precision
+    assert main(args + ["--set", "precision=bf16"]) == 0
+    assert json.loads(done.read_text())["precision"] == "bf16" and "(bf16)" in (out / "table.md").read_text()
 
 
 def test_synthetic_disk_cache_reloads_the_same_split(tmp_path):

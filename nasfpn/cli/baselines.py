@@ -45,7 +45,9 @@ def run(args) -> int:
             run_dir = out / "runs" / f"{g.name}-s{seed}"
             done = run_dir / "metrics.json"
             metrics = _finished(done)
-            if (metrics is not None and metrics.get("budget_config") == session.budget.as_dict()
+            if (metrics is not None and isinstance(metrics.get("budget_config"), dict)
+                    # a run from before `precision` existed ran in fp32
+                    and {"precision": "fp32", **metrics["budget_config"]} == session.budget.as_dict()
                     and metrics.get("data") == session.data.name and metrics.get("precision", "fp32") == precision
                     and metrics.get("backbone_fingerprint") == session.backbone_fingerprint):
                 rows.append(metrics)

@@ -72,14 +72,20 @@ def _note_once(message: str) -> None:
 
 
 def resolve(requested: str, device: str) -> Precision:
-    """The precision a budget's `precision` runs at on `device`: fp16 on a CPU raises
-    PrecisionError; bf16 on a CPU without native bf16 falls back to fp32 (said once)."""
+    """The precision a budget's `precision` runs at on `device`: fp16 on a CPU, and bf16 on a GPU
+    before Ampere, raise PrecisionError; bf16 on a CPU without native bf16 falls back to fp32
+    (said once)."""
     kind = _device_type(device)
     if requested not in PRECISIONS:
         raise PrecisionError(f"precision: unknown value '{requested}' (expected {' | '.join(PRECISIONS)})")
     if kind == "cuda":
+        native = torch.cuda.get_device_capability(torch.device(device))[0] >= 8  # bf16 tensor cores: Ampere on
         if requested == "auto":
-            requested = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+            requested = "bf16" if native else "fp16"
+        if requested == "bf16" and not native:
+            major, minor = torch.cuda.get_device_capability(torch.device(device))
+            raise PrecisionError(f"precision: bf16 needs a GPU of compute capability 8.0 or later (Ampere on); "
+                                 f"{device} is {major}.{minor}: use fp16 or fp32")
         return Precision(requested, kind)
     if kind != "cpu":
         return Precision("fp32" if requested == "auto" else requested, kind)

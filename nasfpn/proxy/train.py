@@ -131,6 +131,7 @@ def _train_and_score(genotype: Genotype, session: ProxySession, seed: int, progr
     precision = resolve(budget.precision, device)
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu:
+        torch.cuda.init()  # an indexed device (cuda:1) needs CUDA initialised before its memory stats
         torch.cuda.reset_peak_memory_stats(device)
     detector = build_detector(genotype, session, seed)
     eval_steps = tuple(sorted({max(1, round(budget.steps * (k + 1) / budget.evals)) for k in range(budget.evals - 1)}))

@@ -123,6 +123,9 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
     if gpus_per_trial > most_gpus:
         raise SearchError(f"--gpus-per-trial {gpus_per_trial:g}: no node of the Ray cluster has that many "
                           f"GPUs (the largest has {most_gpus:g})")
+    if not any(r.get("CPU", 0) >= cpus_per_trial and r.get("GPU", 0) >= gpus_per_trial for r in nodes):
+        raise SearchError(f"--cpus-per-trial {cpus_per_trial:g} with --gpus-per-trial {gpus_per_trial:g}: no node "
+                          "of the Ray cluster has both; ask for fewer")
 
 
 def _open_session(spec, device: str) -> str:
