@@ -52,6 +52,19 @@ def finite_float(low: float, positive: bool = False) -> Callable[[str], float]:
     return parse
 
 
+def count(text: str) -> float:
+    """An argparse type: a positive count, plain or with K, M or G (`2.5M`, `0.1G`, `3e7`)."""
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(text.strip()[-1:].upper(), 1.0)
+    number = text.strip()[:-1] if scale != 1.0 else text.strip()
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 3e7, 2.5M or 0.1G, got '{text}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got '{text}'")
+    return value
+
+
 def int_list(text: str, maximum: int = MAX_IN_CHANNELS) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..dsl import zoo_names
-from .common import UserError, add_budget_options, bounded_int, budget_sets, finite_float, seed
+from .common import UserError, add_budget_options, bounded_int, budget_sets, count, finite_float, seed
 
 
 def add_parser(sub) -> None:
@@ -42,6 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--cache", metavar="DIR", help="backbone/feature cache (default: STORAGE_PATH/cache with "
                                                   "--storage-path on a shared filesystem, else ~/.cache/nasfpn "
                                                   "on each node)")
+    p.add_argument("--max-flops", type=count, metavar="N",
+                   help="skip sampled necks over N FLOPs (as the leaderboard counts them: batch 1, the budget's "
+                        "image size and width; e.g. 0.1G), judged before training")
+    p.add_argument("--max-params", type=count, metavar="N", help="skip sampled necks over N parameters (e.g. 0.5M)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
 
@@ -62,7 +66,8 @@ def run(args) -> int:
                          name=args.name, runs_dir=args.runs_dir, data=args.data, baselines=baselines,
                          seed=args.seed, trial_seed=args.trial_seed, backbone_seed=args.backbone_seed,
                          asha=not args.no_asha, sets=budget_sets(args), cpus=args.cpus, cache=args.cache,
-                         cache_limit_gb=args.cache_limit, workers=args.workers,
+                         cache_limit_gb=args.cache_limit, workers=args.workers, max_flops=args.max_flops,
+                         max_params=args.max_params,
                          progress=not args.no_progress)
     run_dir, finished = run_search(opts, resume=Path(args.resume) if args.resume else None, report=write_report)
     board = run_dir / "leaderboard.md"

@@ -55,6 +55,8 @@ class SearchOptions:
     cache: Optional[str] = None
     cache_limit_gb: Optional[float] = None
     workers: Optional[int] = None
+    max_flops: Optional[float] = None    # neck FLOPs at the budget's image size and width
+    max_params: Optional[float] = None
     progress: bool = True
 
     @property
@@ -93,6 +95,10 @@ def _validate(opts: SearchOptions) -> None:
         raise SearchError("--sampler evolution optimizes one objective: use --objective ap")
     if not (opts.cpus_per_trial > 0 and opts.gpus_per_trial >= 0):  # NaN fails both
         raise SearchError("--cpus-per-trial must be positive and --gpus-per-trial not negative")
+    for name in ("max_flops", "max_params"):
+        limit = getattr(opts, name)
+        if limit is not None and not limit > 0:  # NaN fails too
+            raise SearchError(f"--{name.replace('_', '-')} must be positive")
     if opts.concurrency is not None and opts.concurrency < 1:
         raise SearchError("--concurrency must be at least 1")
     for name in opts.baselines:
@@ -153,6 +159,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     from ..proxy.precision import resolve as resolve_precision
     from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, SessionSpec
     from .cluster import check_resources, connect_ray, prepare_where_trials_run
+    from .constraints import NeckLimits
     from .searcher import NeckSearcher, work_left
 
     if resume is not None:
@@ -192,7 +199,9 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
         storage = opts.storage or f"sqlite:///{(run_dir / STUDY_DB).resolve()}"
         searcher = NeckSearcher(space, storage, study_name, sampler=opts.sampler, seed=opts.seed,
                                 objectives=opts.objectives, run_dir=str(run_dir), run_id=run_id,
-                                storage_label=redact(opts.storage) if opts.storage else str(run_dir / STUDY_DB))
+                                storage_label=redact(opts.storage) if opts.storage else str(run_dir / STUDY_DB),
+                                constraint=(NeckLimits(budget, opts.max_flops, opts.max_params)
+                                            if opts.max_flops is not None or opts.max_params is not None else None))
         if resume is None:
             recorded = asdict(opts) | {"storage": redact(opts.storage) if opts.storage else None}
             write_manifest(run_dir, recorded, opts.space, study_name, run_id, budget.as_dict())

@@ -31,12 +31,12 @@ import optuna
 from ray.tune.search import Searcher
 
 from ..compile.plan import graph_key
-from ..dsl import DSLError, SearchSpace, to_yaml
+from ..dsl import DSLError, Genotype, SearchSpace, to_yaml
 from .errors import SearchError
 from .evolution import RegularizedEvolutionSampler
 from .records import COMPLETE, ERROR, FAILED, PRUNED, SEARCH, TrialConfig, TrialMetrics, TrialRecord, TrialReport
 from .sampling import make_sampler, sample_genotype
-from .store import DUPLICATES, append_line, append_trial, redact
+from .store import DUPLICATES, INFEASIBLE, append_line, append_trial, redact
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def open_study(storage: str, study_name: str, directions: list[str], where: str)
 
 class NeckSearcher(Searcher):
     def __init__(self, space: SearchSpace, storage: str, study_name: str, sampler: str, seed: int,
-                 objectives: list[str], run_dir: str, run_id: str = "", storage_label: Optional[str] = None):
+                 objectives: list[str], run_dir: str, run_id: str = "", storage_label: Optional[str] = None,
+                 constraint: Optional[Callable[[Genotype], Optional[str]]] = None):
         super().__init__(metric="ap_rung", mode="max")
         self.space = space
         self.storage = storage                       # may hold a password: never saved (__getstate__)
@@ -73,7 +74,8 @@ class NeckSearcher(Searcher):
         self.objectives = objectives
         self.run_dir = Path(run_dir)
         self.run_id = run_id                         # marks the study's trials this run asked for
-        self.exhausted = False                       # every point asked for was a trained graph
+        self.constraint = constraint                 # genotype -> why it is infeasible, or None
+        self.exhausted = False                       # every point asked for was a trained graph or infeasible
         self.queue: list[str] = []                   # baselines still to run
         self.to_sample = 0                           # sampled trials still to hand out
         self.trials: dict[str, TrialConfig] = {}     # Tune trial id -> config we gave it
@@ -142,6 +144,13 @@ class NeckSearcher(Searcher):
             if isinstance(self.study.sampler, RegularizedEvolutionSampler):
                 for name, value in self.study.sampler.lineage(self.study, trial.number).items():
                     trial.set_user_attr(name, value)
+            reason = self.constraint(genotype) if self.constraint is not None else None
+            if reason is not None:  # never trained; told FAIL so no sampler takes it for a result
+                trial.set_user_attr("infeasible", reason)
+                self._tell(trial.number, "FAIL", None)
+                append_line(self.run_dir / INFEASIBLE, {"number": trial.number, "why": reason,
+                                                        "params": dict(trial.params), "time": time.time()})
+                continue
             key = graph_key(genotype)
             if key in self.outcomes:
                 self._tell(trial.number, *self.outcomes[key])
@@ -153,7 +162,7 @@ class NeckSearcher(Searcher):
                 continue
             self.to_sample -= 1
             return TrialConfig.sampled(trial.number, dict(trial.params), key, to_yaml(genotype))
-        self.exhausted = True  # every point asked for is a graph already trained
+        self.exhausted = True  # every point asked for is a graph already trained, or infeasible
         return None
 
     # -- Tune reports

@@ -38,6 +38,7 @@ MANIFEST = "manifest.json"
 SPACE = "space.yaml"
 STUDY_DB = "study.db"
 DUPLICATES = "duplicates.jsonl"
+INFEASIBLE = "infeasible.jsonl"    # sampled points over --max-flops / --max-params, never trained
 MANIFEST_FORMAT = "nasfpn-run/1"
 SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key", re.I)
 MAX_RUN_FILE_BYTES = 1 << 30
