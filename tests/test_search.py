@@ -293,3 +293,29 @@ def test_preparation_runs_in_a_task_holding_a_trials_resources(cache_dir):
     with pytest.raises(SearchError, match="preparing the proxy on a cpu worker failed") as err:
         prepare_where_trials_run(broken, cpus_per_trial=1, gpus_per_trial=0)
     assert "\n" not in str(err.value)
+
+
+def test_confirm_retrains_the_top_cells_and_best_baselines_and_resumes(tmp_path, cache_dir, capsys):
+    assert _search(tmp_path, cache_dir, "conf", "--space", SPACE, "--trials", "2", "--baselines", "fpn,bifpn",
+                   "--no-asha") == 0
+    run = tmp_path / "conf"
+    args = ["confirm", str(run), "--budget", "smoke", "--seeds", "2", "--top", "1", "--baselines", "best:1,pafpn",
+            "--cache", str(cache_dir), "--no-progress"]
+    assert main(args) == 0
+    out = run / "confirm"
+    md = (out / "confirm.md").read_text()
+    assert "budget smoke, 2 seed(s)" in md and ("beat the hand-designed necks" in md)
+    table = pd.read_csv(out / "confirm.csv")
+    assert len(table) == 3 and set(table["kind"]) == {"searched", "baseline"} and "pafpn" in set(table["neck"])
+    runs = sorted((out / "runs").glob("*/metrics.json"))
+    assert len(runs) == 6
+    stamps = {p: p.stat().st_mtime_ns for p in runs}
+    runs[0].unlink()  # interrupted before this run finished
+    capsys.readouterr()
+    assert main(args) == 0
+    retrained = [line for line in capsys.readouterr().out.splitlines() if " seed " in line and "AP" in line]
+    assert len(retrained) == 1  # only the missing run trained again
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in runs[1:])
+    assert (out / "confirm.md").read_text() == md
+    assert main(["confirm", str(run), "--baselines", "best:x"]) == 2
+    assert "needs a count" in capsys.readouterr().err

@@ -1,0 +1,78 @@
+"""nasfpn confirm: retrain a search's best cells and the best hand-designed necks at the reference
+budget over several seeds, and say whether the search beat them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..dsl import from_yaml, load
+from ..files import output_dir
+from .common import UserError, bounded_int, budget_of, proxy_session
+from .scoring import scored_runs
+from .train import add_proxy_options
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("confirm", help="retrain a search's top cells and the best baselines at the reference "
+                                       "budget over seeds: mean ± std, paired differences, a verdict",
+                       description="Writes OUT/runs/NECK-sSEED/metrics.json per run (finished runs are kept "
+                                   "and skipped when re-run: an interrupted confirm resumes), then "
+                                   "confirm.csv and confirm.md.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a search's run directory")
+    p.add_argument("--top", type=bounded_int(1, 100), default=3, help="searched cells to confirm (default 3)")
+    p.add_argument("--baselines", default="best:2", metavar="SPEC",
+                   help="best:K (the run's K best baselines) and/or zoo names, comma-separated (default best:2)")
+    p.add_argument("--seeds", type=bounded_int(1, 1000), default=3, help="seeds per neck (default 3)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/confirm)")
+    add_proxy_options(p)
+    p.set_defaults(run=run, budget="full", data=None)
+
+
+def _baselines(spec: str, ranked: list[str]) -> list[str]:
+    names: list[str] = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item.startswith("best:"):
+            k = item[5:]
+            if not k.isdigit() or int(k) < 1:
+                raise UserError(f"--baselines {spec}: '{item}' needs a count, e.g. best:2")
+            picked = ranked[:int(k)]
+        else:
+            load(item)  # an unknown name is one line naming it
+            picked = [item]
+        names += [n for n in picked if n not in names]
+    return names
+
+
+def run(args) -> int:
+    from ..export.confirm import write_confirmation
+    from ..search.store import read_manifest, read_trial_log
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    manifest = read_manifest(run_dir)
+    budget = budget_of(args)  # a bad budget is reported before anything trains
+    records = [r for r in read_trial_log(run_dir).records if r.has_ap]
+
+    def ranked(baseline: bool) -> list:
+        return [r for r in sorted(records, key=lambda r: -r.ap) if r.is_baseline == baseline]
+
+    cells = [from_yaml(r.genotype) for r in ranked(False)[:args.top]]
+    if not cells:
+        raise UserError(f"{run_dir}: no searched trial finished with an AP: nothing to confirm")
+    baselines = _baselines(args.baselines, [r.name for r in ranked(True)])
+    necks = cells + [load(b) for b in baselines]
+    levels = {g.levels for g in necks}
+    if len(levels) != 1:
+        raise UserError("the necks must share one pyramid to be scored the same way")
+    args.data = args.data or manifest["args"].get("data", "synthetic")
+    out = output_dir(args.out or run_dir / "confirm", "--out")
+    session = proxy_session(args, levels.pop(), budget)
+    rows = scored_runs(necks, args.seeds, session, out, progress=not args.no_progress)
+    if not rows:
+        raise UserError("every run diverged: there is nothing to compare")
+    write_confirmation(rows, [g.name for g in cells], baselines, out,
+                                  f"{session.data.name}, budget {budget.name}, {args.seeds} seed(s)")
+    print((out / "confirm.md").read_text())
+    print(f"wrote {out / 'confirm.md'}, {out / 'confirm.csv'}")
+    return 0

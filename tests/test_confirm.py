@@ -1,0 +1,45 @@
+"""The confirmation report's statistics: paired differences seed by seed, a 95% interval from
+Student's t, and the verdict's rule (an interval above zero at no more FLOPs than the best
+baseline)."""
+
+import math
+
+import pytest
+
+from nasfpn.export.confirm import Paired, paired_difference, t975, verdict, write_confirmation
+
+
+def _rows(neck, aps, flops=1e9):
+    return [{"neck": neck, "seed": s, "AP": ap / 100, "AP50": ap / 50, "AP75": ap / 100, "APs": ap / 200,
+             "APm": ap / 100, "APl": ap / 100, "neck_params": 1000, "neck_flops": flops, "model_params": 2000,
+             "model_flops": 2 * flops, "latency_ms": 1.0, "train_seconds": 1.0} for s, ap in enumerate(aps)]
+
+
+def test_the_paired_difference_and_its_interval():
+    rows = _rows("cell", [31.0, 32.0, 33.0]) + _rows("fpn", [30.0, 30.0, 30.0])
+    p = paired_difference(rows, "cell", "fpn")
+    half = 4.303 * 1.0 / math.sqrt(3)  # the differences 1, 2, 3: sd 1
+    assert (p.seeds, p.mean) == (3, pytest.approx(2.0))
+    assert (p.low, p.high) == (pytest.approx(2 - half), pytest.approx(2 + half))
+    assert t975(2) == 4.303 and t975(1000) == 1.96
+    single = paired_difference(_rows("cell", [31.0]) + _rows("fpn", [30.0]), "cell", "fpn")
+    assert single.seeds == 1 and math.isnan(single.low)
+
+
+def test_the_verdict_needs_an_interval_above_zero_at_no_more_flops():
+    win = Paired("cell", "fpn", 3, 1.5, 0.4, 2.6)
+    assert verdict([win], {"cell": 1e9, "fpn": 1e9}).startswith("The search beat the hand-designed necks: cell")
+    assert "did not beat" in verdict([win], {"cell": 2e9, "fpn": 1e9})  # better, but at twice the FLOPs
+    assert "did not beat" in verdict([Paired("cell", "fpn", 3, 1.5, -0.2, 3.2)], {"cell": 1e9, "fpn": 1e9})
+
+
+def test_the_report_ranks_and_compares_against_the_best_baseline(tmp_path):
+    rows = (_rows("cell", [36.8, 37.4, 37.0], flops=0.9e9) + _rows("fpn", [35.0, 35.5, 35.0])
+            + _rows("bifpn", [27.0, 27.0, 27.0]))
+    sentence = write_confirmation(rows, ["cell"], ["bifpn", "fpn"], tmp_path, "synthetic, budget full, 3 seed(s)")
+    assert sentence.startswith("The search beat the hand-designed necks: cell scores +1.9 AP over fpn")
+    md = (tmp_path / "confirm.md").read_text()
+    assert "| cell | searched | 37.1 ± 0.3 |" in md and "Δ fpn (95% CI)" in md
+    import pandas as pd
+    table = pd.read_csv(tmp_path / "confirm.csv")
+    assert list(table["neck"]) == ["cell", "fpn", "bifpn"] and table["diff_mean"].notna().sum() == 1
