@@ -204,6 +204,8 @@ def search_40() -> list[str]:
     manifest = json.loads(_read(run / "manifest.json"))
     versions = manifest["versions"]
     board = _body(run / "leaderboard.md")
+    cut = board.index("## Checklist") if "## Checklist" in board else len(board)
+    board, check = board[:cut], [ln for ln in board[cut + 1:] if ln.strip()]
     head = [ln for ln in board if not ln.startswith("|")]
     table = [ln for ln in board if ln.startswith("|")]
     kept, sampled = table[:2], 0
@@ -219,7 +221,8 @@ def search_40() -> list[str]:
             f"{manifest['created'][:10]}, nasfpn {versions['nasfpn']}, torch {versions['torch']}, "
             f"ray {versions['ray']}, optuna {versions['optuna']}). The baselines and the "
             "two best sampled necks of the leaderboard:", "",
-            *[ln for ln in head if ln.strip()], "", *kept, "", *_image(run / "progress.png", "search progress"), "",
+            *[ln for ln in head if ln.strip()], "", *kept, "", *(["Its checklist:", "", *check, ""] if check else []),
+            *_image(run / "progress.png", "search progress"), "",
             _files(run / "leaderboard.md", run / "trials.csv", run / "best_genotype.yaml")]
 
 

@@ -54,6 +54,8 @@ def test_search_writes_every_file_with_baselines(tmp_path, cache_dir):
     board = (run / "leaderboard.md").read_text()
     assert "| fpn |" in board or "| fpn " in board
     assert "bifpn" in board and "Δ best baseline" in board
+    assert "## Checklist" in board and "sampler `tpe` (seed 1)" in board and "CPU-hours" in board
+    assert "budget `smoke` (fp32)" in board and "confirmation at the reference budget: none yet" in board
     trials = pd.read_csv(run / "trials.csv")
     assert len(trials) == 5 and set(trials["kind"]) == {"baseline", "search"}
     assert {"state", "duration_s", "error", "AP", "neck_flops"} <= set(trials.columns)
@@ -317,5 +319,8 @@ def test_confirm_retrains_the_top_cells_and_best_baselines_and_resumes(tmp_path,
     assert len(retrained) == 1  # only the missing run trained again
     assert all(p.stat().st_mtime_ns == stamps[p] for p in runs[1:])
     assert (out / "confirm.md").read_text() == md
+    assert main(["report", str(run)]) == 0  # the checklist quotes the confirmation's verdict
+    verdict = md.splitlines()[2]
+    assert f"confirmation at the reference budget: {verdict}" in (run / "leaderboard.md").read_text()
     assert main(["confirm", str(run), "--baselines", "best:x"]) == 2
     assert "needs a count" in capsys.readouterr().err

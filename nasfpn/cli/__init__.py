@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from ..errors import NasfpnError
-from . import baselines, confirm, export, report, search, show, train, validate
+from . import baselines, calibrate, confirm, export, report, search, show, train, validate
 
-COMMANDS = [validate, show, train, baselines, search, confirm, report, export]
+COMMANDS = [validate, show, train, baselines, calibrate, search, confirm, report, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

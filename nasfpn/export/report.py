@@ -10,8 +10,9 @@ import pandas as pd
 
 from ..dsl import Genotype, from_yaml, load, to_yaml
 from ..files import atomic_output, write_text
+from ..search.errors import SearchError
 from ..search.records import COMPLETE, TrialRecord
-from ..search.store import read_trials, trials_frame
+from ..search.store import read_manifest, read_trials, trials_frame
 from .draw import draw_cell
 from .plots import label_points, log_x_axis, merge_close, new_figure, save_figure
 
@@ -50,6 +51,28 @@ def leaderboard(records: list[TrialRecord]) -> str:
         lines.append(f"| {rank} | {ident} | {r.kind} | {_fmt(m.AP)} | {delta} | {_fmt(m.APs)} | "
                      f"{_fmt(m.APm)} | {_fmt(m.APl)} | {_fmt(m.neck_params, 1e-6, 3)} | "
                      f"{_fmt(m.neck_flops, 1e-9, 3)} | {_fmt(m.latency_ms, 1.0, 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = "") -> str:
+    """What the NAS evaluation checklists (Lindauer & Hutter, JMLR 2020) ask a result to state:
+    the search's cost, seeds, sampler, the random-search control, the confirmation."""
+    args = manifest.get("args", {})
+    seconds = sum(r.duration or 0.0 for r in records)
+    cpus, gpus = float(args.get("cpus_per_trial", 1) or 1), float(args.get("gpus_per_trial", 0) or 0)
+    budget = manifest.get("budget") or {}
+    precision = budget.get("precision", "fp32")
+    searched = sum(not r.is_baseline for r in records)
+    lines = ["", "## Checklist", "",
+             f"- search cost: {seconds / 3600:.2f} trial-hours over {len(records)} trials ({searched} sampled), "
+             f"{seconds * cpus / 3600:.2f} CPU-hours" + (f", {seconds * gpus / 3600:.2f} GPU-hours" if gpus else ""),
+             f"- sampler `{args.get('sampler', '?')}` (seed {args.get('seed', '?')}), trials trained with seed "
+             f"{args.get('trial_seed', '?')}, backbone seed {args.get('backbone_seed', '?')}",
+             f"- budget `{args.get('budget', '?')}` ({precision}), the same pipeline for every trial, baselines "
+             "included",
+             "- random-search control: " + ("this run is one" if args.get("sampler") == "random" else
+                                            "none in this run (`--sampler random` runs one)"),
+             "- confirmation at the reference budget: " + (confirmation or "none yet (`nasfpn confirm RUN`)")]
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +139,13 @@ def write_report(run_dir: Path) -> dict[str, Path]:
     records = read_trials(run_dir)
     out = {"leaderboard": run_dir / "leaderboard.md", "trials": run_dir / "trials.csv",
            "pareto": run_dir / "pareto.png", "progress": run_dir / "progress.png"}
-    write_text(out["leaderboard"], leaderboard(records))
+    confirmed = run_dir / "confirm" / "confirm.md"
+    verdict = confirmed.read_text().splitlines()[2] if confirmed.exists() else ""
+    try:
+        manifest = read_manifest(run_dir)
+    except SearchError:  # a report is still written for a run whose manifest is damaged
+        manifest = {}
+    write_text(out["leaderboard"], leaderboard(records) + checklist(manifest, records, verdict))
     with atomic_output(out["trials"]) as tmp:
         trials_frame(records).to_csv(tmp, index=False)
     pareto_plot(records, out["pareto"])

@@ -1,0 +1,74 @@
+"""nasfpn calibrate: how far the proxy budget ranks necks as the reference budget does, on your data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..dsl import load, load_space, zoo_names
+from ..files import output_dir
+from .common import UserError, bounded_int, budget_of, proxy_session
+from .scoring import scored_runs
+from .train import add_proxy_options
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("calibrate", help="rank necks at the proxy budget and at a reference budget: Kendall tau, "
+                                         "Spearman rho, top-3 overlap, noise, the pairs it gets wrong",
+                       description="Writes OUT/BUDGET/runs/NECK-sSEED/metrics.json per run (finished runs are "
+                                   "kept: an interrupted calibration resumes), then calibration.md, .csv, .png.")
+    p.add_argument("--reference", default="full", metavar="NAME|FILE", help="the budget to trust (default full)")
+    p.add_argument("--necks", default="zoo", metavar="SPEC",
+                   help="zoo (every zoo genotype), zoo names, and SPACE:K (K points of a search space), "
+                        "comma-separated; e.g. zoo,nasfpn_space:4")
+    p.add_argument("--noise-seeds", type=bounded_int(2, 100), default=3,
+                   help="seeds of fpn at the proxy budget, for its seed-to-seed std (default 3)")
+    p.add_argument("--out", default="runs/calibration", metavar="DIR")
+    add_proxy_options(p)
+    p.set_defaults(run=run)
+
+
+def necks_of(spec: str) -> list:
+    necks = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item == "zoo":
+            necks += [load(n) for n in zoo_names("genotype")]
+        elif ":" in item:
+            space, _, k = item.rpartition(":")
+            if not k.isdigit() or int(k) < 1:
+                raise UserError(f"--necks {spec}: '{item}' needs a count of points, e.g. nasfpn_space:4")
+            s = load_space(space)
+            necks += [dataclasses.replace(s.random_sample(i), name=f"{s.name}-{i}") for i in range(int(k))]
+        else:
+            necks.append(load(item))
+    names = [g.name for g in necks]
+    return [g for i, g in enumerate(necks) if g.name not in names[:i]]
+
+
+def run(args) -> int:
+    from ..dsl.budget import read_budget
+    from ..export.calibration import calibration, write_calibration
+
+    proxy = budget_of(args)
+    reference = read_budget(args.reference, [])
+    necks = necks_of(args.necks)
+    if len(necks) < 3:
+        raise UserError(f"--necks {args.necks}: a ranking needs at least 3 necks, got {len(necks)}")
+    levels = {g.levels for g in necks}
+    if len(levels) != 1:
+        raise UserError("the necks must share one pyramid to be scored the same way")
+    level = levels.pop()
+    out = output_dir(args.out, "--out")
+    progress = not args.no_progress
+    rows = {}
+    for budget in (proxy, reference):
+        session = proxy_session(args, level, budget)
+        rows[budget.name] = scored_runs(necks, 1, session, out / budget.name, progress)
+        if budget is proxy and any(g.name == "fpn" for g in necks):
+            noise = scored_runs([load("fpn")], args.noise_seeds, session, out / budget.name, progress)
+            rows[budget.name] += [r for r in noise if r["seed"] != 0]  # seed 0 is in already
+        del session
+    c = calibration(rows[proxy.name], rows[reference.name])
+    write_calibration(c, out, f"{args.data}, {proxy.name} against {reference.name}")
+    print((out / "calibration.md").read_text())
+    print(f"wrote {out / 'calibration.md'}, {out / 'calibration.csv'}, {out / 'calibration.png'}")
+    return 0

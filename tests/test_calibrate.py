@@ -1,0 +1,46 @@
+"""nasfpn calibrate: the ranking figures from known scores, and the command end to end on the smoke
+budget against a longer one, resumable run by run."""
+
+import pytest
+
+from nasfpn.cli import main
+from nasfpn.export.calibration import calibration
+
+
+def _rows(aps, seed=0):
+    return [{"neck": n, "seed": seed, "AP": ap / 100} for n, ap in aps.items()]
+
+
+def test_the_figures_of_a_calibration():
+    proxy = _rows({"a": 30, "b": 28, "c": 29, "d": 20}) + _rows({"a": 31}, seed=1) + _rows({"a": 29}, seed=2)
+    reference = _rows({"a": 40, "b": 39, "c": 35, "d": 30})
+    c = calibration(proxy, reference)
+    assert c["necks"] == ["a", "b", "c", "d"]
+    assert c["tau"] == pytest.approx(4 / 6)  # one discordant pair (b, c) of six
+    assert [(x, y) for x, y, *_ in c["wrong"]] == [("b", "c")]
+    assert c["top_overlap"] == 3 and c["pairs"] == 6
+    assert c["seed_std"] == {"a": pytest.approx(1.0)}  # a's three seeds: 30, 31, 29
+
+
+@pytest.mark.slow
+def test_calibrate_end_to_end_and_resumable(tmp_path, cache_dir, capsys):
+    reference = tmp_path / "longer.yaml"
+    reference.write_text("base: smoke\nsteps: 24\n")
+    out = tmp_path / "cal"
+    args = ["calibrate", "--budget", "smoke", "--reference", str(reference), "--necks", "fpn,bifpn,nasfpn_space:1",
+            "--noise-seeds", "2", "--out", str(out), "--cache", str(cache_dir), "--no-progress"]
+    assert main(args) == 0
+    md = (out / "calibration.md").read_text()
+    assert "3 necks: Kendall tau" in md and "smoke against longer" in md and "fpn's seed std" in md
+    assert (out / "calibration.png").stat().st_size > 1000 and (out / "calibration.csv").exists()
+    runs = sorted(out.glob("*/runs/*/metrics.json"))
+    assert [p.parent.name for p in runs] == ["bifpn-s0", "fpn-s0", "nasfpn_space-0-s0",
+                                             "bifpn-s0", "fpn-s0", "fpn-s1", "nasfpn_space-0-s0"]
+    runs[-1].unlink()  # interrupted there
+    capsys.readouterr()
+    assert main(args) == 0
+    trained = [ln for ln in capsys.readouterr().out.splitlines() if " seed " in ln and ": AP " in ln]
+    assert trained == [ln for ln in trained if ln.startswith("nasfpn_space-0 seed 0")] and len(trained) == 1
+    assert (out / "calibration.md").read_text() == md
+    assert main(["calibrate", "--necks", "fpn,bifpn", "--out", str(out)]) == 2
+    assert "at least 3 necks" in capsys.readouterr().err
