@@ -44,3 +44,19 @@ def test_calibrate_end_to_end_and_resumable(tmp_path, cache_dir, capsys):
     assert (out / "calibration.md").read_text() == md
     assert main(["calibrate", "--necks", "fpn,bifpn", "--out", str(out)]) == 2
     assert "at least 3 necks" in capsys.readouterr().err
+
+
+def test_a_calibration_is_found_for_its_data_and_budget_only(tmp_path):
+    import dataclasses
+
+    from nasfpn.dsl.budget import read_budget
+    from nasfpn.proxy.calibrations import find_calibration, record_calibration
+
+    smoke = read_budget("smoke")
+    path = record_calibration(tmp_path, "synthetic", smoke, "full", {"tau": 0.7, "necks": 15}, tmp_path / "c.md")
+    assert find_calibration(tmp_path, "synthetic", smoke)["tau"] == 0.7
+    assert find_calibration(tmp_path, "synthetic", dataclasses.replace(smoke, name="renamed"))["tau"] == 0.7
+    assert find_calibration(tmp_path, "synthetic", dataclasses.replace(smoke, steps=13)) is None
+    assert find_calibration(tmp_path, "coco:/data/coco", smoke) is None
+    path.write_text("{ torn")
+    assert find_calibration(tmp_path, "synthetic", smoke) is None  # unreadable: as if there were none

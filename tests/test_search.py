@@ -324,3 +324,24 @@ def test_confirm_retrains_the_top_cells_and_best_baselines_and_resumes(tmp_path,
     assert f"confirmation at the reference budget: {verdict}" in (run / "leaderboard.md").read_text()
     assert main(["confirm", str(run), "--baselines", "best:x"]) == 2
     assert "needs a count" in capsys.readouterr().err
+
+
+def test_a_search_warns_once_about_its_budgets_calibration_and_records_it(tmp_path, cache_dir, capsys):
+    from nasfpn.dsl.budget import read_budget
+    from nasfpn.proxy.calibrations import record_calibration
+
+    assert _search(tmp_path, cache_dir, "uncal", "--space", SPACE, "--trials", "1", "--baselines", "none") == 0
+    err = capsys.readouterr().err
+    assert err.count("has no calibration on synthetic") == 1
+    path = record_calibration(cache_dir, "synthetic", read_budget("smoke"), "longer", {"tau": 0.42, "necks": 5},
+                              tmp_path / "calibration.md")
+    try:
+        assert _search(tmp_path, cache_dir, "cal", "--space", SPACE, "--trials", "1", "--baselines", "none") == 0
+        err = capsys.readouterr().err
+        assert err.count("at Kendall tau 0.420 against longer") == 1 and "below --min-tau 0.6" in err
+        manifest = json.loads((tmp_path / "cal" / "manifest.json").read_text())
+        assert manifest["calibration"]["tau"] == 0.42
+        board = (tmp_path / "cal" / "leaderboard.md").read_text()
+        assert "calibration of the budget on the data: Kendall tau 0.420" in board
+    finally:
+        path.unlink()

@@ -47,6 +47,8 @@ def necks_of(spec: str) -> list:
 def run(args) -> int:
     from ..dsl.budget import read_budget
     from ..export.calibration import calibration, write_calibration
+    from ..proxy.cache import cache_dir
+    from ..proxy.calibrations import record_calibration
 
     proxy = budget_of(args)
     reference = read_budget(args.reference, [])
@@ -69,6 +71,9 @@ def run(args) -> int:
         del session
     c = calibration(rows[proxy.name], rows[reference.name])
     write_calibration(c, out, f"{args.data}, {proxy.name} against {reference.name}")
+    record_calibration(cache_dir(args.cache), args.data, proxy, reference.name,
+                       {"tau": c["tau"], "rho": c["rho"], "top_overlap": c["top_overlap"], "necks": len(c["necks"])},
+                       out / "calibration.md")
     print((out / "calibration.md").read_text())
     print(f"wrote {out / 'calibration.md'}, {out / 'calibration.csv'}, {out / 'calibration.png'}")
     return 0

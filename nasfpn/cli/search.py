@@ -46,6 +46,9 @@ def add_parser(sub) -> None:
                    help="skip sampled necks over N FLOPs (as the leaderboard counts them: batch 1, the budget's "
                         "image size and width; e.g. 0.1G), judged before training")
     p.add_argument("--max-params", type=count, metavar="N", help="skip sampled necks over N parameters (e.g. 0.5M)")
+    p.add_argument("--min-tau", type=finite_float(-1), default=0.6,
+                   help="warn when the budget's calibration on the data ranks necks below this Kendall tau "
+                        "(default 0.6)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
 
@@ -67,7 +70,7 @@ def run(args) -> int:
                          seed=args.seed, trial_seed=args.trial_seed, backbone_seed=args.backbone_seed,
                          asha=not args.no_asha, sets=budget_sets(args), cpus=args.cpus, cache=args.cache,
                          cache_limit_gb=args.cache_limit, workers=args.workers, max_flops=args.max_flops,
-                         max_params=args.max_params,
+                         max_params=args.max_params, min_tau=args.min_tau,
                          progress=not args.no_progress)
     run_dir, finished = run_search(opts, resume=Path(args.resume) if args.resume else None, report=write_report)
     board = run_dir / "leaderboard.md"

@@ -54,6 +54,13 @@ def leaderboard(records: list[TrialRecord]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _calibration(entry) -> str:
+    if not isinstance(entry, dict) or not isinstance(entry.get("tau"), (int, float)):
+        return "none recorded when the search started (`nasfpn calibrate`)"
+    return (f"Kendall tau {entry['tau']:.3f} against `{entry.get('reference', '?')}` over {entry.get('necks', '?')} "
+            f"necks ({entry.get('report', '')})")
+
+
 def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = "") -> str:
     """What the NAS evaluation checklists (Lindauer & Hutter, JMLR 2020) ask a result to state:
     the search's cost, seeds, sampler, the random-search control, the confirmation."""
@@ -72,6 +79,7 @@ def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = ""
              "included",
              "- random-search control: " + ("this run is one" if args.get("sampler") == "random" else
                                             "none in this run (`--sampler random` runs one)"),
+             "- calibration of the budget on the data: " + _calibration(manifest.get("calibration")),
              "- confirmation at the reference budget: " + (confirmation or "none yet (`nasfpn confirm RUN`)")]
     return "\n".join(lines) + "\n"
 

@@ -57,6 +57,7 @@ class SearchOptions:
     workers: Optional[int] = None
     max_flops: Optional[float] = None    # neck FLOPs at the budget's image size and width
     max_params: Optional[float] = None
+    min_tau: float = 0.6                 # warn when the budget's calibration on the data ranks below this
     progress: bool = True
 
     @property
@@ -155,6 +156,8 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     `report(run_dir)` is called at the end, also when the search was interrupted."""
     _quiet()
     from ..dsl.budget import budget_from_dict, read_budget
+    from ..proxy.cache import cache_dir
+    from ..proxy.calibrations import find_calibration
     from ..proxy.data import load_data
     from ..proxy.precision import resolve as resolve_precision
     from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, SessionSpec
@@ -193,6 +196,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
         else:  # the driver checks the data and fills the cache; each trial worker opens it from there
             spec.open("cpu", progress=opts.progress)
 
+    calibration = find_calibration(cache_dir(_cache_for(opts)), opts.data, budget)
     created = not run_dir.exists()
     try:
         output_dir(run_dir)
@@ -204,7 +208,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
                                             if opts.max_flops is not None or opts.max_params is not None else None))
         if resume is None:
             recorded = asdict(opts) | {"storage": redact(opts.storage) if opts.storage else None}
-            write_manifest(run_dir, recorded, opts.space, study_name, run_id, budget.as_dict())
+            write_manifest(run_dir, recorded, opts.space, study_name, run_id, budget.as_dict(), calibration)
     except (SearchError, FileProblem, OSError, KeyboardInterrupt):
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -212,6 +216,8 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     try:
         for line in log.warnings():
             print(f"warning: {line}", file=sys.stderr)
+        if resume is None:
+            _warn_about(calibration, opts, budget.name)
         left = searcher.resume(log.records, opts.baselines, opts.trials)
         if left:
             _fit(searcher, spec, opts, log.records, left, run_dir)
@@ -220,6 +226,17 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
             report(run_dir)
     queue, to_sample = work_left(read_trial_log(run_dir).records, opts.baselines, opts.trials)
     return run_dir, not queue and (to_sample == 0 or searcher.exhausted)
+
+
+def _warn_about(calibration: Optional[dict], opts: SearchOptions, budget: str) -> None:
+    """Once per search: how far this budget's ranking is known to hold on this data."""
+    if calibration is None:
+        print(f"warning: budget {budget} has no calibration on {opts.data}: `nasfpn calibrate --data {opts.data} "
+              f"--budget {budget}` measures how far its ranking holds at the reference budget", file=sys.stderr)
+    elif calibration["tau"] < opts.min_tau:
+        print(f"warning: budget {budget} ranks necks on {opts.data} at Kendall tau {calibration['tau']:.3f} against "
+              f"{calibration.get('reference')} ({calibration.get('report')}), below --min-tau {opts.min_tau:g}",
+              file=sys.stderr)
 
 
 def trial_device(opts: SearchOptions) -> str:

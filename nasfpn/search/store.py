@@ -88,9 +88,10 @@ def _git_revision() -> str | None:
 
 
 def write_manifest(run_dir: Path, args: dict, space_path: str, study_name: str, run_id: str,
-                   budget: dict | None = None) -> dict:
+                   budget: dict | None = None, calibration: dict | None = None) -> dict:
     """manifest.json and the copy of the space it names; `args` must hold no secret. `budget` is
-    the resolved budget (every field), what a resumed search trains on."""
+    the resolved budget (every field), what a resumed search trains on; `calibration`, the
+    budget's calibration on the data, if it has one."""
     space_text = read_text(space_path)
     write_text(run_dir / SPACE, space_text)
     manifest = {
@@ -99,6 +100,7 @@ def write_manifest(run_dir: Path, args: dict, space_path: str, study_name: str, 
         "command": redact_argv([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "args": args,
         "budget": budget,
+        "calibration": calibration,
         "space": {"file": SPACE, "source": str(space_path),
                   "sha256": hashlib.sha256(space_text.encode("utf-8")).hexdigest()},
         "study": study_name,
