@@ -1,6 +1,8 @@
 """nasfpn calibrate: the ranking figures from known scores, and the command end to end on the smoke
 budget against a longer one, resumable run by run."""
 
+import shutil
+
 import pytest
 
 from nasfpn.cli import main
@@ -44,6 +46,12 @@ def test_calibrate_end_to_end_and_resumable(tmp_path, cache_dir, capsys):
     assert (out / "calibration.md").read_text() == md
     assert main(["calibrate", "--necks", "fpn,bifpn", "--out", str(out)]) == 2
     assert "at least 3 necks" in capsys.readouterr().err
+    from nasfpn.dsl.budget import read_budget
+    from nasfpn.proxy.calibrations import find_calibration
+
+    recorded = find_calibration(cache_dir, "synthetic", read_budget("smoke"))
+    assert recorded["reference"] == "longer" and recorded["necks"] == 3  # where a search looks it up
+    shutil.rmtree(cache_dir / "calibrations")  # the session's shared cache: leave no calibration of smoke
 
 
 def test_a_calibration_is_found_for_its_data_and_budget_only(tmp_path):

@@ -327,9 +327,12 @@ def test_confirm_retrains_the_top_cells_and_best_baselines_and_resumes(tmp_path,
 
 
 def test_a_search_warns_once_about_its_budgets_calibration_and_records_it(tmp_path, cache_dir, capsys):
+    import shutil
+
     from nasfpn.dsl.budget import read_budget
     from nasfpn.proxy.calibrations import record_calibration
 
+    shutil.rmtree(cache_dir / "calibrations", ignore_errors=True)  # another test's calibration of smoke
     assert _search(tmp_path, cache_dir, "uncal", "--space", SPACE, "--trials", "1", "--baselines", "none") == 0
     err = capsys.readouterr().err
     assert err.count("has no calibration on synthetic") == 1
