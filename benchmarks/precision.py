@@ -23,7 +23,6 @@ import csv
 import dataclasses
 import itertools
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from proxy_speed import matmul_flops_per_second, training_step_flops
 import nasfpn
 from nasfpn.dsl.budget import read_budget
 from nasfpn.export.ranking import kendall_tau
+from nasfpn.proxy.cost import latency_ms
 from nasfpn.proxy.loop import fit
 from nasfpn.proxy.precision import resolve
 from nasfpn.proxy.session import ProxySession
@@ -72,16 +72,6 @@ def trials(session: ProxySession, necks: list[str], log: Path) -> dict[tuple[str
     return done
 
 
-def _timed(fn, runs: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def layer_speedups(width: int, batch: int, side: int) -> list[tuple[str, float, float]]:
     """(layer, fp32 ms, bf16 ms) of forward + backward at one pyramid level of the proxy."""
     x = torch.randn(batch, width, side, side)
@@ -105,7 +95,7 @@ def layer_speedups(width: int, batch: int, side: int) -> list[tuple[str, float, 
                 with autocast():
                     y = op(inp)
                 y.float().sum().backward()
-            times.append(_timed(step, runs=20) * 1e3)
+            times.append(latency_ms(step, warmup=1, runs=20))
         rows.append((name, *times))
     return rows
 
@@ -124,7 +114,7 @@ def conv_sweep(batch: int) -> list[tuple[int, int, float, float]]:
                 with autocast():
                     y = conv(x.requires_grad_(True))
                 y.float().sum().backward()
-            times.append(_timed(step, runs=5) * 1e3)
+            times.append(latency_ms(step, warmup=1, runs=5))
         rows.append((channels, side, *times))
     return rows
 

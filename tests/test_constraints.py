@@ -12,7 +12,7 @@ import nasfpn
 from nasfpn.cli import main
 from nasfpn.cli.common import human
 from nasfpn.dsl.budget import read_budget
-from nasfpn.proxy.neck_cost import neck_cost
+from nasfpn.proxy.neck_cost import trial_neck_cost as neck_cost
 from nasfpn.proxy.train import run_trial
 from nasfpn.search.constraints import NeckLimits
 from nasfpn.search.searcher import NeckSearcher

@@ -290,10 +290,10 @@ def test_preparation_runs_in_a_task_holding_a_trials_resources(cache_dir):
     from nasfpn.search.errors import SearchError
 
     spec = SessionSpec("synthetic", read_budget("smoke"), cache=str(cache_dir))
-    assert prepare_where_trials_run(spec, cpus_per_trial=1, gpus_per_trial=0) == "disk cache"
+    assert prepare_where_trials_run(spec, cpus_per_trial=1, gpus_per_trial=0, device="cpu") == "disk cache"
     broken = SessionSpec("synthetic", read_budget("smoke"), cache=str(cache_dir / "not-a-dir" / "\0"))
     with pytest.raises(SearchError, match="preparing the proxy on a cpu worker failed") as err:
-        prepare_where_trials_run(broken, cpus_per_trial=1, gpus_per_trial=0)
+        prepare_where_trials_run(broken, cpus_per_trial=1, gpus_per_trial=0, device="cpu")
     assert "\n" not in str(err.value)
 
 

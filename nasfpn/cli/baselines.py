@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..dsl import load, zoo_names
 from ..files import output_dir
 from .common import UserError, bounded_int, proxy_session
-from .scoring import scored_runs
+from .scoring import scored_runs, shared_levels
 from .train import add_proxy_options
 
 
@@ -23,19 +23,15 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..export.baselines import write_tables
-    from ..proxy.precision import resolve
 
     names = args.necks.split(",") if args.necks else zoo_names("genotype")
     genotypes = [load(n) for n in names]
     out = output_dir(args.out, "--out")
-    levels = {g.levels for g in genotypes}
-    if len(levels) != 1:
-        raise UserError("the necks must share one pyramid to be scored the same way")
-    session = proxy_session(args, levels.pop())
-    precision = resolve(session.budget.precision, session.device).name
+    session = proxy_session(args, shared_levels(genotypes))
     rows = scored_runs(genotypes, args.seeds, session, out, progress=not args.no_progress)
     if not rows:
         raise UserError("every run diverged: there is no table to write")
+    precision = rows[0]["precision"]  # every row ran in it: scored_runs reuses no other
     write_tables(rows, out, f"{session.data.name}, budget {session.budget.name} ({precision}), {args.seeds} seed(s)")
     print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'ap_vs_flops.png'}")
     print((out / "table.md").read_text())

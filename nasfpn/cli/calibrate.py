@@ -7,7 +7,7 @@ import dataclasses
 from ..dsl import load, load_space, zoo_names
 from ..files import output_dir
 from .common import UserError, bounded_int, budget_of, proxy_session
-from .scoring import scored_runs
+from .scoring import scored_runs, shared_levels
 from .train import add_proxy_options
 
 
@@ -55,10 +55,7 @@ def run(args) -> int:
     necks = necks_of(args.necks)
     if len(necks) < 3:
         raise UserError(f"--necks {args.necks}: a ranking needs at least 3 necks, got {len(necks)}")
-    levels = {g.levels for g in necks}
-    if len(levels) != 1:
-        raise UserError("the necks must share one pyramid to be scored the same way")
-    level = levels.pop()
+    level = shared_levels(necks)
     out = output_dir(args.out, "--out")
     progress = not args.no_progress
     rows = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..dsl import from_yaml, load
 from ..files import output_dir
 from .common import UserError, bounded_int, budget_of, proxy_session
-from .scoring import scored_runs
+from .scoring import scored_runs, shared_levels
 from .train import add_proxy_options
 
 
@@ -62,12 +62,10 @@ def run(args) -> int:
         raise UserError(f"{run_dir}: no searched trial finished with an AP: nothing to confirm")
     baselines = _baselines(args.baselines, [r.name for r in ranked(True)])
     necks = cells + [load(b) for b in baselines]
-    levels = {g.levels for g in necks}
-    if len(levels) != 1:
-        raise UserError("the necks must share one pyramid to be scored the same way")
+    levels = shared_levels(necks)
     args.data = args.data or manifest["args"].get("data", "synthetic")
     out = output_dir(args.out or run_dir / "confirm", "--out")
-    session = proxy_session(args, levels.pop(), budget)
+    session = proxy_session(args, levels, budget)
     rows = scored_runs(necks, args.seeds, session, out, progress=not args.no_progress)
     if not rows:
         raise UserError("every run diverged: there is nothing to compare")

@@ -13,7 +13,15 @@ from ..dsl import Genotype, to_yaml
 from ..export.baselines import TABLE_FIELDS
 from ..files import output_dir, read_text, write_text
 from ..proxy.loop import TrainingDiverged
-from .common import write_json
+from .common import UserError, write_json
+
+
+def shared_levels(genotypes: list[Genotype]) -> tuple[int, ...]:
+    """The one pyramid every neck scored together must share (one session, one canvas)."""
+    levels = {g.levels for g in genotypes}
+    if len(levels) != 1:
+        raise UserError("the necks must share one pyramid to be scored the same way")
+    return levels.pop()
 
 
 def scored_runs(genotypes: list[Genotype], seeds: int, session, out: Path, progress: bool) -> list[dict]:

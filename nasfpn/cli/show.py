@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
-import torch
-
-from ..compile import build_neck, make_plan
+from ..compile import make_plan
 from ..compile.plan import describe
 from ..dsl import SearchSpace, level_name, read
 from ..dsl.choices import Categorical, IntRange, Permutation, Pick
 from ..dsl.limits import MAX_CHANNELS
 from ..dsl.space import format_count
 from ..files import output_file
-from ..proxy.cost import count_params, module_flops
+from ..proxy.neck_cost import neck_cost
 from .common import MAX_IMAGE_SIZE, bounded_int, human, int_list, seed
 
 
@@ -82,12 +78,9 @@ def run(args) -> int:
     print("\n".join(describe(plan)))
     if plan.pruned:
         print(f"pruned (reach no output): {', '.join(plan.pruned)}")
-    sizes = [math.ceil(args.image_size / 2 ** lv) for lv in g.levels[: len(in_channels)]]
-    with torch.device("meta"):  # shapes only: params and FLOPs without allocating a weight
-        neck = build_neck(g, in_channels, width)
-        xs = [torch.zeros(1, c, s, s) for c, s in zip(in_channels, sizes)]
-    flops = module_flops(neck.graph, xs)
-    print(f"params {human(count_params(neck))}, FLOPs {human(flops)} at {args.image_size}x{args.image_size} "
+    cost = neck_cost(g, in_channels, width, args.image_size)
+    print(f"params {human(cost['neck_params'])}, FLOPs {human(cost['neck_flops'])} at "
+          f"{args.image_size}x{args.image_size} "
           f"(backbone widths {','.join(map(str, in_channels))})")
     if draw is not None:
         from ..export.draw import draw_cell

@@ -15,7 +15,7 @@ from ..errors import NasfpnError
 from .loader import Batch
 from .losses import detection_loss
 from .model import Detector
-from .precision import Precision
+from .precision import Precision, resolve
 from .targets import Locations
 
 
@@ -63,6 +63,20 @@ def _parameter_groups(detector: Detector, lr: float, train_backbone: bool, backb
     return groups
 
 
+def head_outputs(detector: Detector, batch: Batch, device: str, precision: Precision) -> tuple:
+    """The head's class logits, box distances and centerness logits for a batch, in fp32: its
+    images or features copied to `device` (without blocking, from pinned memory on CUDA), the
+    forward pass under `precision`'s autocast."""
+    non_blocking = device.startswith("cuda")
+    images = (detector.normalize(batch.images.to(device, non_blocking=non_blocking))
+              if batch.images is not None else None)
+    feats = ([f.to(device, non_blocking=non_blocking).float() for f in batch.feats]
+             if batch.feats is not None else None)
+    with precision.autocast():
+        cls, box, ctr = detector(images, feats)
+    return cls.float(), box.float(), ctr.float()
+
+
 def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple[int, int]], Locations],
         steps: int, lr: float, warmup: int, device: str, train_backbone: bool, backbone_lr_scale: float,
         schedule: str = "cosine", desc: str = "training", progress: bool = True,
@@ -72,7 +86,7 @@ def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple
     points a batch's targets were assigned on. `on_eval(step)` is called at each of `eval_steps`
     and may raise EarlyStop. The forward pass runs under `precision`'s autocast, the losses in
     fp32 on its outputs. Returns timing and the last losses."""
-    precision = precision or Precision("fp32", torch.device(device).type)
+    precision = precision or resolve("fp32", device)
     scaler = precision.scaler()
     detector.to(device).train()
     groups = _parameter_groups(detector, lr, train_backbone, backbone_lr_scale)
@@ -92,13 +106,7 @@ def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple
                 first_step_at = time.time()
             if batch.canvas not in points:
                 points[batch.canvas] = locations(batch.canvas).points.to(device)
-            images = (detector.normalize(batch.images.to(device, non_blocking=non_blocking))
-                      if batch.images is not None else None)
-            feats = ([f.to(device, non_blocking=non_blocking).float() for f in batch.feats]
-                     if batch.feats is not None else None)
-            with precision.autocast():
-                cls, box, ctr = detector(images, feats)
-            cls, box, ctr = cls.float(), box.float(), ctr.float()
+            cls, box, ctr = head_outputs(detector, batch, device, precision)
             b = cls.shape[0]
             losses = detection_loss(cls.flatten(0, 1), box.flatten(0, 1), ctr.flatten(),
                                     points[batch.canvas].repeat(b, 1),

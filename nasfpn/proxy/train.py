@@ -18,7 +18,7 @@ from .cost import count_flops, deterministic, latency_ms
 from .data import Split
 from .evaluate import coco_ap, coco_detections
 from .init import passthrough_init_
-from .loop import EarlyStop, fit
+from .loop import EarlyStop, fit, head_outputs
 from .model import Detector, count_model
 from .postprocess import decode
 from .precision import Precision, resolve
@@ -36,20 +36,14 @@ def predict(detector: Detector, session: ProxySession, limit: Optional[int] = No
     detector.eval()
     device, val = session.device, session.data.val
     precision = precision or resolve("fp32", device)
-    non_blocking = device.startswith("cuda")
     points: dict[tuple[int, int], torch.Tensor] = {}
     ids, boxes, scores, labels = [], [], [], []
     try:
         for batch in session.eval_batches(limit, images=detector.recursive):
             if batch.canvas not in points:
                 points[batch.canvas] = session.locations(batch.canvas).points.to(device)
-            images = (detector.normalize(batch.images.to(device, non_blocking=non_blocking))
-                      if batch.images is not None else None)
-            feats = ([f.to(device, non_blocking=non_blocking).float() for f in batch.feats]
-                     if batch.feats is not None else None)
-            with precision.autocast():
-                cls, box, ctr = detector(images, feats)
-            found = decode(cls.float(), box.float(), ctr.float(), points[batch.canvas],
+            cls, box, ctr = head_outputs(detector, batch, device, precision)
+            found = decode(cls, box, ctr, points[batch.canvas],
                            extents=batch.extents.to(device))
             for k, (bx, sc, lb) in enumerate(found):
                 i = int(batch.index[k])

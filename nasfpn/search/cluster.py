@@ -132,14 +132,13 @@ def _open_session(spec, device: str) -> str:
     return spec.open(device).feature_source
 
 
-def prepare_where_trials_run(spec, cpus_per_trial: float, gpus_per_trial: float) -> str:
+def prepare_where_trials_run(spec, cpus_per_trial: float, gpus_per_trial: float, device: str) -> str:
     """Open the session of `spec` once in a Ray task that holds a trial's resources, so that the
     backbone is pretrained and its features cached on a trial's device (a GPU worker), not on
     the driver's CPU; the caches it fills are the ones the trials read. Returns the feature
     source; a failure there is one line."""
     import ray
 
-    device = "cuda" if gpus_per_trial > 0 else "cpu"
     task = ray.remote(_open_session).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)
     try:
         return ray.get(task.remote(spec, device))

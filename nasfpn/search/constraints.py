@@ -26,9 +26,9 @@ class NeckLimits:
 
     def __call__(self, genotype: Genotype) -> Optional[str]:
         """Why the neck is infeasible, or None when it fits."""
-        from ..proxy.neck_cost import neck_cost
+        from ..proxy.neck_cost import trial_neck_cost
 
-        cost = neck_cost(genotype, self.budget)
+        cost = trial_neck_cost(genotype, self.budget)
         over = []
         if self.max_flops is not None and cost["neck_flops"] > self.max_flops:
             over.append(f"neck FLOPs {_short(cost['neck_flops'])} > --max-flops {_short(self.max_flops)}")

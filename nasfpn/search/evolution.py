@@ -38,6 +38,7 @@ def options_of(distribution: BaseDistribution) -> list[Any]:
 
 
 def fitness(trial: FrozenTrial) -> tuple:
+    """(complete, last rung, score): the larger, the fitter."""
     if trial.state == TrialState.COMPLETE:
         return (1, float("inf"), trial.value)
     steps = trial.intermediate_values
@@ -90,8 +91,7 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
             rng = np.random.default_rng([self.seed, number])
             size = min(self.tournament, len(members))
             picked = [members[i] for i in rng.choice(len(members), size, replace=False)]
-            sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-            parent = max(picked, key=lambda t: (fitness(t)[0], fitness(t)[1], sign * fitness(t)[2]))
+            parent = max(picked, key=fitness)
             mutable = sorted(n for n, d in parent.distributions.items() if len(options_of(d)) > 1)
             if mutable:
                 name = mutable[int(rng.integers(len(mutable)))]

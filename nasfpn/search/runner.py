@@ -192,7 +192,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
             # the driver checks the data; a GPU worker pretrains and caches, where the trials run
             load_data(spec.data, budget.image_size, budget.train_images, budget.val_images, spec.data_seed,
                       spec.cache)
-            prepare_where_trials_run(spec, opts.cpus_per_trial, opts.gpus_per_trial)
+            prepare_where_trials_run(spec, opts.cpus_per_trial, opts.gpus_per_trial, trial_device(opts))
         else:  # the driver checks the data and fills the cache; each trial worker opens it from there
             spec.open("cpu", progress=opts.progress)
 
