@@ -40,7 +40,7 @@ def scored_runs(genotypes: list[Genotype], seeds: int, session, out: Path, progr
                     and {"precision": "fp32", **metrics["budget_config"]} == session.budget.as_dict()
                     and metrics.get("data") == session.data.name and metrics.get("precision", "fp32") == precision
                     and metrics.get("backbone_fingerprint") == session.backbone_fingerprint):
-                rows.append(metrics)
+                rows.append({"precision": "fp32", **metrics})
                 continue
             output_dir(run_dir)
             write_text(run_dir / "genotype.yaml", to_yaml(g))
