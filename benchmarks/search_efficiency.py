@@ -1,13 +1,17 @@
-"""Does TPE find better necks than random search, and what do Ray and Optuna cost per trial?
+"""Do TPE and regularized evolution find better necks than random search, and what do Ray and
+Optuna cost per trial?
 
-Runs `--seeds` searches per sampler (TPE, random) of `--trials` trials on nasfpn_space at the
-proxy budget, one trial at a time with all threads (so that wall time not spent inside trials is
-exactly the Ray/Optuna overhead), no baselines. Prints the best AP found after N trials (mean
-and min..max over seeds) next to the best baseline of benchmarks/results/baselines (or
-runs/baselines), and the overhead per trial as a share of a trial. Writes
-benchmarks/results/search_efficiency.{md,csv,png}. Finished searches are reused when re-run.
+Runs `--seeds` searches per sampler (random, TPE, evolution) of `--trials` trials on nasfpn_space
+at the proxy budget, one trial at a time with all threads (so that wall time not spent inside
+trials is exactly the Ray/Optuna overhead), no baselines. Prints the best AP found after N trials
+(mean and min..max over seeds) next to the best baseline of runs/baselines (or
+benchmarks/results/baselines), how many trials each sampler needs to reach random search's mean
+best, and the overhead per trial as a share of a trial. Writes
+benchmarks/results/search_efficiency.{md,csv,png}. Searches run seed by seed (every sampler's
+seed 0 first); a finished search is reused and an interrupted one resumed when re-run (the
+overhead figure counts the searches that ran in one go).
 
-    python benchmarks/search_efficiency.py --trials 20 --seeds 3
+    python benchmarks/search_efficiency.py --trials 40 --seeds 3
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | N
         opts = SearchOptions(space=str(ROOT / "search_spaces" / "nasfpn_space.yaml"), trials=trials,
                              sampler=sampler, seed=seed, concurrency=1, cpus_per_trial=threads, cpus=threads,
                              baselines=[], name=name, runs_dir=str(runs_dir), cache=cache, progress=False)
+        resumed = (run / "manifest.json").exists()
         start = time.perf_counter()
-        run_search(opts)
-        timing.write_text(json.dumps({"wall_seconds": time.perf_counter() - start}))
+        run_search(opts, resume=run if resumed else None)
+        timing.write_text(json.dumps({"wall_seconds": time.perf_counter() - start, "resumed": resumed}))
     records = read_trials(run)
-    wall = json.loads(timing.read_text())["wall_seconds"]
+    measured = json.loads(timing.read_text())
+    wall = measured["wall_seconds"] if not measured.get("resumed") else None
     inside = sum(r.seconds or 0.0 for r in records)
     best, curve = 0.0, []
     for r in sorted(records, key=lambda r: r.ended):
@@ -60,21 +66,29 @@ def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | N
             "states": [r.state for r in records]}
 
 
+def trials_to_reach(curve: list[float], target: float) -> int | None:
+    """The first trial count whose best AP is at least `target`, None if never."""
+    return next((i for i, v in enumerate(curve, 1) if v >= target), None)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--samplers", default="random,tpe,evolution")
     parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
     parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "search_efficiency"))
     args = parser.parse_args()
 
     import ray
 
-    ray.init(num_cpus=args.threads, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level="ERROR", log_to_driver=False)
+    from nasfpn.search.cluster import connect_ray
+
+    connect_ray(None, args.threads)  # the embedded Ray, bound to 127.0.0.1
+    samplers = args.samplers.split(",")
     runs = [run_one(s, k, args.trials, Path(args.runs_dir), args.cache, args.threads)
-            for s in ("tpe", "random") for k in range(args.seeds)]
+            for k in range(args.seeds) for s in samplers]
     ray.shutdown()
 
     base = best_baseline()
@@ -92,23 +106,36 @@ def main() -> int:
         for r in runs:
             for i, v in enumerate(r["curve"], 1):
                 writer.writerow([r["sampler"], r["seed"], i, f"{v:.6f}"])
-    for sampler in ("tpe", "random"):
+    for sampler in samplers:
         mine = [r for r in runs if r["sampler"] == sampler]
         cells = []
         for n in checkpoints:
             values = [r["curve"][min(n, len(r["curve"])) - 1] * 100 for r in mine]
             cells.append(f"{statistics.mean(values):.1f} ({min(values):.1f}..{max(values):.1f})")
         lines.append(f"| {sampler} | " + " | ".join(cells) + " |")
-    total_wall = sum(r["wall"] for r in runs)
-    total_inside = sum(r["inside"] for r in runs)
-    n_trials = sum(r["n"] for r in runs)
-    per_trial = (total_wall - total_inside) / n_trials
-    mean_trial = total_inside / n_trials
+    if "random" in samplers:
+        target = statistics.mean(r["curve"][-1] for r in runs if r["sampler"] == "random")
+        lines += ["", f"Trials each search needed to reach random search's mean best after {args.trials} trials "
+                  f"({target * 100:.1f} AP; goal: the best sampler in at most {args.trials // 2}):", ""]
+        for sampler in samplers:
+            reached = [trials_to_reach(r["curve"], target) for r in runs if r["sampler"] == sampler]
+            mean_curve = [statistics.mean(r["curve"][i] for r in runs if r["sampler"] == sampler)
+                          for i in range(min(len(r["curve"]) for r in runs if r["sampler"] == sampler))]
+            lines.append(f"- {sampler}: per seed " + ", ".join("never" if n is None else str(n) for n in reached)
+                         + f"; mean curve at {trials_to_reach(mean_curve, target) or 'never'}")
+    timed = [r for r in runs if r["wall"] is not None]
+    total_wall = sum(r["wall"] for r in timed)
+    total_inside = sum(r["inside"] for r in timed)
+    n_trials = sum(r["n"] for r in timed)
     pruned = sum(s == "pruned" for r in runs for s in r["states"])
-    lines += ["", f"Ray/Optuna overhead per trial (wall time outside the trial function, {n_trials} trials): "
-              f"**{per_trial:.2f} s**, {per_trial / mean_trial * 100:.1f}% of a mean trial of {mean_trial:.1f} s "
-              f"(goal < 5%); {pruned} of {n_trials} trials were stopped early by ASHA. Excludes the one-time "
-              f"data and backbone preparation."]
+    if n_trials:
+        per_trial = (total_wall - total_inside) / n_trials
+        mean_trial = total_inside / n_trials
+        lines += ["", f"Ray/Optuna overhead per trial (wall time outside the trial function, {n_trials} trials of "
+                  f"{len(timed)} searches that ran in one go): **{per_trial:.2f} s**, "
+                  f"{per_trial / mean_trial * 100:.1f}% of a mean trial of {mean_trial:.1f} s (goal < 5%). "
+                  f"Excludes the one-time data and backbone preparation."]
+    lines += ["", f"{pruned} of {sum(r['n'] for r in runs)} trials were stopped early by ASHA."]
     text = "\n".join(lines) + "\n"
     print(text)
     (RESULTS / "search_efficiency.md").write_text(text)
@@ -119,7 +146,7 @@ def main() -> int:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for color, sampler in (("C0", "tpe"), ("C1", "random")):
+    for color, sampler in zip(("C1", "C0", "C2", "C4"), samplers):
         for r in (r for r in runs if r["sampler"] == sampler):
             ax.plot(range(1, len(r["curve"]) + 1), [v * 100 for v in r["curve"]], color=color, alpha=0.35)
         n = min(len(r["curve"]) for r in runs if r["sampler"] == sampler)

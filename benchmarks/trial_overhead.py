@@ -42,9 +42,9 @@ def main() -> int:
     import ray
 
     from nasfpn.search import SearchOptions, run_search
+    from nasfpn.search.cluster import connect_ray
 
-    ray.init(num_cpus=args.threads, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level="ERROR", log_to_driver=False)
+    connect_ray(None, args.threads)  # the embedded Ray, bound to 127.0.0.1
     name = f"random-{args.trials}-{time.strftime('%Y%m%d-%H%M%S')}"
     opts = SearchOptions(space=str(ROOT / "search_spaces" / "nasfpn_space.yaml"), trials=args.trials,
                          sampler="random", seed=0, concurrency=1, cpus_per_trial=args.threads, cpus=args.threads,
