@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import nasfpn
-from nasfpn.dsl import Genotype, RandomSuggester, level_name
+from nasfpn.dsl import Genotype, RandomSuggester, Suggester, level_name
 
 GENOTYPES = nasfpn.zoo_names("genotype")
 SPACES = nasfpn.zoo_names("space")
@@ -142,7 +142,7 @@ def test_same_seed_same_genotype(space_name):
 
 
 # ----------------------------------------------------------------------------- the suggester
-class RecordingSuggester:
+class RecordingSuggester(Suggester):
     """A Suggester that answers at random and records what each parameter name was offered."""
 
     def __init__(self, seed: int, book: dict[str, list]):
@@ -166,7 +166,7 @@ class RecordingSuggester:
         return value
 
 
-class ReplaySuggester:
+class ReplaySuggester(Suggester):
     """Answers from a recorded params dict, the way a trial's parameters rebuild its genotype."""
 
     def __init__(self, params: dict[str, Any]):
@@ -250,7 +250,7 @@ cell:
 def _every_point(space) -> list[Genotype]:
     """Walk every answer to every question the space asks (depth first)."""
 
-    class Scripted:
+    class Scripted(Suggester):
         def __init__(self, script):
             self.script, self.sizes = script, []
 
@@ -292,7 +292,7 @@ def test_every_answer_is_a_distinct_point_and_size_counts_them():
 
 
 def test_pick_can_reach_the_last_candidate_in_any_slot(nasfpn_space):
-    class Highest:
+    class Highest(Suggester):
         def categorical(self, name, options):
             return options[-1]
 

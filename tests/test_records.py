@@ -79,6 +79,9 @@ def test_the_committed_search_reports_as_committed(tmp_path):
     TrialConfig.baseline("fpn"),
     TrialConfig.sampled(3, {"cell.nodes[0].combine": "sum"}, "k3", "kind: genotype\n"),
     TrialConfig.unbuildable(4, {"cell.nodes[0].combine": "sum"}, "cell.nodes[0]: no inputs"),
+    TrialConfig(kind="search", number=3, params={"cell.nodes[0].combine": "sum"}, key="k3", genotype="g",
+                steps_factor=4),
+    TrialConfig(kind="baseline", neck="fpn", steps_factor=4),
 ])
 def test_a_trial_config_goes_to_ray_as_a_dict_and_back(config):
     as_ray_takes_it = json.loads(json.dumps(config.to_dict()))

@@ -17,6 +17,7 @@ import pytest
 
 from nasfpn.cli import main
 from nasfpn.search.cluster import connect_ray
+from nasfpn.search.store import read_trials
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -56,6 +57,9 @@ def test_search_writes_every_file_with_baselines(tmp_path, cache_dir):
     assert "bifpn" in board and "Δ best baseline" in board
     assert "## Checklist" in board and "sampler `tpe` (seed 1)" in board and "CPU-hours" in board
     assert "budget `smoke` (fp32)" in board and "confirmation at the reference budget: none yet" in board
+    promoted = [json.loads(line) for line in (run / "promoted.jsonl").read_text().splitlines()]
+    assert promoted[0]["name"] in ("fpn", "bifpn") and len(promoted) >= 2  # the best baseline, the survivors
+    assert "trained again with 4x the steps" in board
     trials = pd.read_csv(run / "trials.csv")
     assert len(trials) == 5 and set(trials["kind"]) == {"baseline", "search"}
     assert {"state", "duration_s", "error", "AP", "neck_flops"} <= set(trials.columns)
@@ -348,3 +352,30 @@ def test_a_search_warns_once_about_its_budgets_calibration_and_records_it(tmp_pa
         assert "calibration of the budget on the data: Kendall tau 0.420" in board
     finally:
         path.unlink()
+
+
+def test_warm_start_from_the_zoo_and_from_another_run(tmp_path, cache_dir, capsys):
+    assert _search(tmp_path, cache_dir, "first", "--space", SPACE, "--trials", "2", "--baselines", "none",
+                   "--warm-start", "zoo") == 0
+    first = tmp_path / "first"
+    (baseline,) = [r for r in read_trials(first) if r.is_baseline]  # trained: the zoo point needs its score
+    assert baseline.name == "nasfpn-proxy"
+    study = optuna.load_study(study_name="first", storage=f"sqlite:///{first / 'study.db'}")
+    (told,) = [t for t in study.trials if "warm_start" in t.user_attrs]
+    assert told.user_attrs["warm_start"] == "zoo:nasfpn-proxy" and told.value == pytest.approx(baseline.metrics.AP)
+
+    assert _search(tmp_path, cache_dir, "second", "--space", SPACE, "--trials", "1", "--baselines", "none",
+                   "--warm-start", str(first)) == 0
+    second = tmp_path / "second"
+    sampled = [r for r in read_trials(first) if not r.is_baseline and r.state in ("complete", "pruned")]
+    study = optuna.load_study(study_name="second", storage=f"sqlite:///{second / 'study.db'}")
+    told = sorted(t.user_attrs["warm_start"].split(":")[1] for t in study.trials if "warm_start" in t.user_attrs)
+    assert told == sorted(r.name for r in sampled) and told  # told, not trained again
+    assert len(read_trials(second)) == 1
+    assert "warm start:" in (second / "leaderboard.md").read_text()
+
+    capsys.readouterr()
+    assert _search(tmp_path, cache_dir, "third", "--space", SPACE, "--trials", "1", "--set", "steps=13",
+                   "--warm-start", str(first)) == 2
+    assert "another budget (steps differ)" in capsys.readouterr().err
+    assert not (tmp_path / "third").exists()

@@ -45,22 +45,19 @@ def _baselines(spec: str, ranked: list[str]) -> list[str]:
 
 def run(args) -> int:
     from ..export.confirm import write_confirmation
-    from ..search.store import read_manifest, read_trial_log
+    from ..export.report import ranked
+    from ..search.store import read_manifest, read_promoted, read_trial_log
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory")
     manifest = read_manifest(run_dir)
     budget = budget_of(args)  # a bad budget is reported before anything trains
-    records = [r for r in read_trial_log(run_dir).records if r.has_ap]
-
-    def ranked(baseline: bool) -> list:
-        return [r for r in sorted(records, key=lambda r: -r.ap) if r.is_baseline == baseline]
-
-    cells = [from_yaml(r.genotype) for r in ranked(False)[:args.top]]
+    board = ranked(read_trial_log(run_dir).records, read_promoted(run_dir))  # the leaderboard's order
+    cells = [from_yaml(r.genotype) for r in board if not r.is_baseline][:args.top]
     if not cells:
         raise UserError(f"{run_dir}: no searched trial finished with an AP: nothing to confirm")
-    baselines = _baselines(args.baselines, [r.name for r in ranked(True)])
+    baselines = _baselines(args.baselines, [r.name for r in board if r.is_baseline])
     necks = cells + [load(b) for b in baselines]
     levels = shared_levels(necks)
     args.data = args.data or manifest["args"].get("data", "synthetic")

@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
                                    "import); torchscript: torch.jit.script of the neck; onnx (optional "
                                    "extra): fixed input size --image-size.")
     p.add_argument("source", metavar="RUN_DIR|NAME|FILE", help="a search run directory, zoo name or genotype")
-    p.add_argument("--rank", type=bounded_int(1), default=1, help="which sampled neck of the run, by AP (default 1)")
+    p.add_argument("--rank", type=bounded_int(1), default=1,
+                   help="which sampled neck of the run, as its leaderboard ranks them (default 1)")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, metavar="PATH")
     p.add_argument("--in-channels", default="256,512,1024",
@@ -35,12 +36,12 @@ def genotype_from(source: str, rank: int):
         raise UserError(f"{path}: not a search run directory (no manifest.json)")
     if path.is_dir() and (path / "manifest.json").exists():
         from ..export.report import genotype_of, ranked
-        from ..search.store import read_trials
+        from ..search.store import read_promoted, read_trials
 
         records = read_trials(path)
         if not records:
             raise UserError(f"{path}: no finished trials (is this a search run directory?)")
-        searched = [r for r in ranked(records) if not r.is_baseline]
+        searched = [r for r in ranked(records, read_promoted(path)) if not r.is_baseline]
         if not 1 <= rank <= len(searched):
             raise UserError(f"{path}: --rank {rank} is out of range: {len(searched)} completed sampled necks")
         return genotype_of(searched[rank - 1])

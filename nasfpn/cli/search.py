@@ -38,6 +38,12 @@ def add_parser(sub) -> None:
     p.add_argument("--trial-seed", type=seed, default=0, help="seed of every trial's training")
     p.add_argument("--backbone-seed", type=seed, default=0)
     p.add_argument("--no-asha", action="store_true", help="train every trial to the end")
+    p.add_argument("--promote", type=bounded_int(0), default=3, metavar="K",
+                   help="once every sampled trial finished, train the K best that completed every rung again, "
+                        "with the best baseline, at --promote-factor times the steps; the leaderboard ranks them "
+                        "first by that AP (default 3; 0: none)")
+    p.add_argument("--promote-factor", type=bounded_int(2), default=4, metavar="F",
+                   help="the longer rung's steps as a multiple of the budget's (default 4)")
     p.add_argument("--cpus", type=bounded_int(1), help="CPUs of the embedded Ray (default: all)")
     p.add_argument("--cache", metavar="DIR", help="backbone/feature cache (default: STORAGE_PATH/cache with "
                                                   "--storage-path on a shared filesystem, else ~/.cache/nasfpn "
@@ -49,6 +55,10 @@ def add_parser(sub) -> None:
     p.add_argument("--min-tau", type=finite_float(-1), default=0.6,
                    help="warn when the budget's calibration on the data ranks necks below this Kendall tau "
                         "(default 0.6)")
+    p.add_argument("--warm-start", action="append", default=[], metavar="zoo|RUN_DIR",
+                   help="tell the study what is known before sampling: 'zoo' (the zoo necks that are points of "
+                        "the space, trained as baselines) or another search's run directory on the same space, "
+                        "budget and data (its trials, not trained again); repeatable")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
 
@@ -70,7 +80,8 @@ def run(args) -> int:
                          seed=args.seed, trial_seed=args.trial_seed, backbone_seed=args.backbone_seed,
                          asha=not args.no_asha, sets=budget_sets(args), cpus=args.cpus, cache=args.cache,
                          cache_limit_gb=args.cache_limit, workers=args.workers, max_flops=args.max_flops,
-                         max_params=args.max_params, min_tau=args.min_tau,
+                         max_params=args.max_params, min_tau=args.min_tau, warm_start=args.warm_start,
+                         promote=args.promote, promote_factor=args.promote_factor,
                          progress=not args.no_progress)
     run_dir, finished = run_search(opts, resume=Path(args.resume) if args.resume else None, report=write_report)
     board = run_dir / "leaderboard.md"

@@ -6,6 +6,7 @@ Optuna's define-by-run API never sees a "dynamic value space":
 - `pick k from a pool` asks `<path>[j]` for an index into the candidates not yet picked
   (the range for slot j is fixed: len(pool) - j);
 - a `permutation` asks each node in turn for an index into the levels not yet taken.
+Both ask through `Suggester.index`, which sees what each index means (`locate` answers by it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from .assemble import assemble
 from .choices import Categorical, IntRange, Permutation, Pick
@@ -21,13 +22,21 @@ from .errors import DSLError, Problem, line_of
 from .schema import Genotype, level_name
 
 
-class Suggester(Protocol):
-    def categorical(self, name: str, options: list[Any]) -> Any: ...
+class Suggester:
+    """Answers the choices of one walk over a space, each asked by its parameter name."""
 
-    def integer(self, name: str, low: int, high: int, step: int = 1) -> int: ...
+    def categorical(self, name: str, options: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def integer(self, name: str, low: int, high: int, step: int = 1) -> int:
+        raise NotImplementedError
+
+    def index(self, name: str, items: list[Any]) -> int:
+        """One of `items` by its position: an integer choice 0..len(items) - 1 to a sampler."""
+        return self.integer(name, 0, len(items) - 1)
 
 
-class RandomSuggester:
+class RandomSuggester(Suggester):
     """Uniform sampling; records what it chose in `params`."""
 
     def __init__(self, seed: int | None = None):
@@ -58,7 +67,7 @@ class _Walk:
     def level(self, value: Any, path: str) -> Any:
         if isinstance(value, Permutation):
             free = self.permutations.setdefault(value.levels, list(value.levels))
-            index = self.suggest.integer(path, 0, len(free) - 1)
+            index = self.suggest.index(path, free)
             return int(free.pop(index)[1:])
         if isinstance(value, Categorical):  # ask with level names, so trials read "P4"
             return int(self.suggest.categorical(path, [level_name(v) for v in value.options])[1:])
@@ -73,7 +82,7 @@ class _Walk:
         chosen = []
         for j in range(k):
             # `candidates` has already lost the j earlier picks: the range is 0..len(pool) - 1 - j
-            index = self.suggest.integer(f"{path}[{j}]", 0, len(candidates) - 1)
+            index = self.suggest.index(f"{path}[{j}]", candidates)
             chosen.append(candidates[index])
             candidates = candidates[:index] + candidates[index + 1:]
         return tuple(chosen)

@@ -9,17 +9,21 @@ from pathlib import Path
 import pandas as pd
 
 from ..dsl import Genotype, from_yaml, load, to_yaml
-from ..files import atomic_output, write_text
+from ..files import atomic_output, read_text, write_text
 from ..search.errors import SearchError
 from ..search.records import COMPLETE, TrialRecord
-from ..search.store import read_manifest, read_trials, trials_frame
+from ..search.store import WARM_START, read_manifest, read_promoted, read_trials, trials_frame
 from .draw import draw_cell
 from .plots import label_points, log_x_axis, merge_close, new_figure, save_figure
 
 
-def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Completed trials, search and baseline, best AP first."""
-    return sorted((r for r in records if r.has_ap), key=lambda r: -r.ap)
+def ranked(records: list[TrialRecord], promoted: list[TrialRecord] = ()) -> list[TrialRecord]:
+    """Completed trials, search and baseline: those trained again at the longer rung (`promoted`)
+    first, by their AP there; then the others, best AP first."""
+    longer = {r.name: r.ap for r in promoted if r.has_ap}
+    done = [r for r in records if r.has_ap]
+    return (sorted((r for r in done if r.name in longer), key=lambda r: -longer[r.name])
+            + sorted((r for r in done if r.name not in longer), key=lambda r: -r.ap))
 
 
 def genotype_of(record: TrialRecord) -> Genotype:
@@ -34,21 +38,33 @@ def _fmt(value, scale=100.0, digits=1) -> str:
     return f"{value * scale:.{digits}f}"
 
 
-def leaderboard(records: list[TrialRecord]) -> str:
-    rows = ranked(records)
+def leaderboard(records: list[TrialRecord], promoted: list[TrialRecord] = (), factor: int = 4) -> str:
+    """The ranked table. Rows trained again at the longer rung come first, their Δ against the
+    baseline trained there too; the others' Δ against the best baseline at the budget."""
+    rows = ranked(records, promoted)
+    longer = {r.name: r for r in promoted if r.has_ap}
     baselines = [r for r in rows if r.is_baseline]
-    best_base = baselines[0] if baselines else None
+    best_base = max(baselines, key=lambda r: r.ap) if baselines else None
+    best_longer = next((longer[r.name] for r in baselines if r.name in longer), None)
     counts = pd.Series([r.state for r in records]).value_counts().to_dict() if records else {}
     lines = [f"Trials: {len(records)} finished ({', '.join(f'{v} {k}' for k, v in counts.items())}). "
-             + (f"Best baseline: {best_base.name} at {_fmt(best_base.ap)} AP." if best_base else ""), "",
-             "| rank | genotype | kind | AP | Δ best baseline | APs | APm | APl | neck params (M) | neck GFLOPs "
-             "| latency (ms) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             + (f"Best baseline: {best_base.name} at {_fmt(best_base.ap)} AP." if best_base else "")]
+    if longer:
+        lines.append(f"The first {len(longer)} rows were trained again with {factor}x the steps (`--promote`) and "
+                     f"are ranked by that AP (`AP x{factor}`); the rest by the budget's AP.")
+    extra = f" AP x{factor} |" if longer else ""
+    lines += ["", f"| rank | genotype | kind | AP |{extra} Δ best baseline | APs | APm | APl | neck params (M) "
+              "| neck GFLOPs | latency (ms) |", "|---|---|---|---|" + "---|" * (7 + bool(longer))]
     for rank, r in enumerate(rows, 1):
         m = r.metrics
         ident = r.name if r.is_baseline else f"{r.name} `{r.key}`"
-        delta = f"{(r.ap - best_base.ap) * 100:+.1f}" if best_base else "-"
-        lines.append(f"| {rank} | {ident} | {r.kind} | {_fmt(m.AP)} | {delta} | {_fmt(m.APs)} | "
+        again = longer.get(r.name)
+        if again is not None and best_longer is not None:
+            delta = f"{(again.ap - best_longer.ap) * 100:+.1f}"
+        else:
+            delta = f"{(r.ap - best_base.ap) * 100:+.1f}" if best_base else "-"
+        cell = f" {_fmt(again.ap) if again is not None else '-'} |" if longer else ""
+        lines.append(f"| {rank} | {ident} | {r.kind} | {_fmt(m.AP)} |{cell} {delta} | {_fmt(m.APs)} | "
                      f"{_fmt(m.APm)} | {_fmt(m.APl)} | {_fmt(m.neck_params, 1e-6, 3)} | "
                      f"{_fmt(m.neck_flops, 1e-9, 3)} | {_fmt(m.latency_ms, 1.0, 1)} |")
     return "\n".join(lines) + "\n"
@@ -61,17 +77,20 @@ def _calibration(entry) -> str:
             f"necks ({entry.get('report', '')})")
 
 
-def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = "") -> str:
+def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = "", told: int = 0,
+              promoted: list[TrialRecord] = ()) -> str:
     """What the NAS evaluation checklists (Lindauer & Hutter, JMLR 2020) ask a result to state:
-    the search's cost, seeds, sampler, the random-search control, the confirmation."""
+    the search's cost, seeds, sampler, the random-search control, the confirmation. `told`: the
+    warm-start trials the study was told."""
     args = manifest.get("args", {})
-    seconds = sum(r.duration or 0.0 for r in records)
+    seconds = sum(r.duration or 0.0 for r in [*records, *promoted])
     cpus, gpus = float(args.get("cpus_per_trial", 1) or 1), float(args.get("gpus_per_trial", 0) or 0)
     budget = manifest.get("budget") or {}
     precision = budget.get("precision", "fp32")
     searched = sum(not r.is_baseline for r in records)
     lines = ["", "## Checklist", "",
-             f"- search cost: {seconds / 3600:.2f} trial-hours over {len(records)} trials ({searched} sampled), "
+             f"- search cost: {seconds / 3600:.2f} trial-hours over {len(records)} trials ({searched} sampled)"
+             + (f" and {len(promoted)} trained again at the longer rung" if promoted else "") + ", "
              f"{seconds * cpus / 3600:.2f} CPU-hours" + (f", {seconds * gpus / 3600:.2f} GPU-hours" if gpus else ""),
              f"- sampler `{args.get('sampler', '?')}` (seed {args.get('seed', '?')}), trials trained with seed "
              f"{args.get('trial_seed', '?')}, backbone seed {args.get('backbone_seed', '?')}",
@@ -79,6 +98,8 @@ def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = ""
              "included",
              "- random-search control: " + ("this run is one" if args.get("sampler") == "random" else
                                             "none in this run (`--sampler random` runs one)"),
+             "- warm start: " + (", ".join(f"`{w}`" for w in args["warm_start"]) + f" ({told} trial(s) told to the "
+                                 "study before or beside sampling)" if args.get("warm_start") else "none"),
              "- calibration of the budget on the data: " + _calibration(manifest.get("calibration")),
              "- confirmation at the reference budget: " + (confirmation or "none yet (`nasfpn confirm RUN`)")]
     return "\n".join(lines) + "\n"
@@ -153,12 +174,17 @@ def write_report(run_dir: Path) -> dict[str, Path]:
         manifest = read_manifest(run_dir)
     except SearchError:  # a report is still written for a run whose manifest is damaged
         manifest = {}
-    write_text(out["leaderboard"], leaderboard(records) + checklist(manifest, records, verdict))
+    warm = run_dir / WARM_START
+    told = len(read_text(warm).splitlines()) if warm.exists() else 0
+    promoted = read_promoted(run_dir)
+    factor = manifest.get("args", {}).get("promote_factor", 4)
+    write_text(out["leaderboard"],
+               leaderboard(records, promoted, factor) + checklist(manifest, records, verdict, told, promoted))
     with atomic_output(out["trials"]) as tmp:
         trials_frame(records).to_csv(tmp, index=False)
     pareto_plot(records, out["pareto"])
     progress_plot(records, out["progress"])
-    best = [r for r in ranked(records) if not r.is_baseline]
+    best = [r for r in ranked(records, promoted) if not r.is_baseline]
     if best:
         g = genotype_of(best[0])
         out["best_genotype"] = run_dir / "best_genotype.yaml"

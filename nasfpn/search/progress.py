@@ -56,7 +56,8 @@ class SearchProgress(Callback):
         self.failed += failed
         if not failed and report.final:
             config = TrialConfig.from_dict(trial.config)
-            self._update_best(config.kind, COMPLETE, report.metrics.AP, config.name)
+            if not config.is_promoted:  # another fidelity: the bar compares the budget's scores
+                self._update_best(config.kind, COMPLETE, report.metrics.AP, config.name)
         self.bar.update(1)
         self._refresh()
 

@@ -83,7 +83,9 @@ class TrialMetrics:
 class TrialConfig:
     """What the searcher hands a trial: a reference neck by name (`baseline`), or a point of the
     Optuna study (`sampled`: its number, params, graph key and genotype YAML), or a point that is
-    no genotype (`unbuildable`: the DSL's reason), which the trial reports as failed."""
+    no genotype (`unbuildable`: the DSL's reason), which the trial reports as failed. A trained
+    trial `promoted` to the longer rung is the same neck again with `steps_factor` times the
+    budget's steps."""
 
     kind: str
     neck: Optional[str] = None
@@ -92,6 +94,7 @@ class TrialConfig:
     key: Optional[str] = None
     genotype: Optional[str] = None
     invalid: Optional[str] = None
+    steps_factor: Optional[int] = None
 
     @classmethod
     def baseline(cls, neck: str) -> TrialConfig:
@@ -105,9 +108,19 @@ class TrialConfig:
     def unbuildable(cls, number: int, params: dict[str, Any], reason: str) -> TrialConfig:
         return cls(SEARCH, number=number, params=params, invalid=reason)
 
+    @classmethod
+    def promoted(cls, record: TrialRecord, steps_factor: int) -> TrialConfig:
+        neck = record.name if record.is_baseline else None
+        return cls(record.kind, neck=neck, number=record.number, params=record.params, key=record.key,
+                   genotype=record.genotype, steps_factor=steps_factor)
+
     @property
     def is_baseline(self) -> bool:
         return self.kind == BASELINE
+
+    @property
+    def is_promoted(self) -> bool:
+        return self.steps_factor is not None
 
     @property
     def name(self) -> str:
@@ -115,12 +128,13 @@ class TrialConfig:
         return self.neck if self.is_baseline else f"t{self.number}"
 
     def to_dict(self) -> dict[str, Any]:
+        longer = {} if self.steps_factor is None else {"steps_factor": self.steps_factor}
         if self.is_baseline:
-            return {"kind": BASELINE, "neck": self.neck}
+            return {"kind": BASELINE, "neck": self.neck, **longer}
         point = {"kind": SEARCH, "number": self.number, "params": self.params}
         if self.invalid is not None:
             return {**point, "invalid": self.invalid}
-        return {**point, "key": self.key, "genotype": self.genotype}
+        return {**point, "key": self.key, "genotype": self.genotype, **longer}
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TrialConfig:
@@ -128,7 +142,8 @@ class TrialConfig:
         if kind not in KINDS:
             raise RecordError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
         return cls(kind, neck=config.get("neck"), number=config.get("number"), params=config.get("params"),
-                   key=config.get("key"), genotype=config.get("genotype"), invalid=config.get("invalid"))
+                   key=config.get("key"), genotype=config.get("genotype"), invalid=config.get("invalid"),
+                   steps_factor=config.get("steps_factor"))
 
 
 @dataclass(frozen=True)

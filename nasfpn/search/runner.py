@@ -58,6 +58,9 @@ class SearchOptions:
     max_flops: Optional[float] = None    # neck FLOPs at the budget's image size and width
     max_params: Optional[float] = None
     min_tau: float = 0.6                 # warn when the budget's calibration on the data ranks below this
+    warm_start: list[str] = field(default_factory=list)   # "zoo" and/or run directories (warmstart.py)
+    promote: int = 3                     # the best sampled trials trained again at the longer rung
+    promote_factor: int = 4              # the longer rung: this many times the budget's steps
     progress: bool = True
 
     @property
@@ -83,6 +86,8 @@ def _validate(opts: SearchOptions) -> None:
         raise SearchError(f"baselines: {opts.baselines!r} is not a list of neck names")
     if not all(isinstance(b, str) for b in opts.sets):
         raise SearchError(f"sets: {opts.sets!r} is not a list of key=value overrides")
+    if not all(isinstance(b, str) for b in opts.warm_start):
+        raise SearchError(f"warm-start: {opts.warm_start!r} is not a list of 'zoo' and run directories")
     if opts.trials < 1:
         raise SearchError("--trials must be at least 1")
     if opts.sampler not in SAMPLERS:
@@ -100,6 +105,8 @@ def _validate(opts: SearchOptions) -> None:
         limit = getattr(opts, name)
         if limit is not None and not limit > 0:  # NaN fails too
             raise SearchError(f"--{name.replace('_', '-')} must be positive")
+    if opts.promote < 0 or opts.promote_factor < 2:
+        raise SearchError("--promote must be 0 or more and --promote-factor at least 2")
     if opts.concurrency is not None and opts.concurrency < 1:
         raise SearchError("--concurrency must be at least 1")
     for name in opts.baselines:
@@ -127,6 +134,7 @@ def _resumed(run_dir: Path, given: SearchOptions) -> tuple[SearchOptions, dict]:
         raise SearchError(f"{run_dir}: no such run directory")
     manifest = read_manifest(run_dir)
     saved = {f.name: manifest["args"][f.name] for f in fields(SearchOptions) if f.name in manifest["args"]}
+    saved.setdefault("promote", 0)  # a run from before promotion ends as it was
     storage = given.storage
     if saved.get("storage"):
         if not storage:
@@ -163,7 +171,8 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, SessionSpec
     from .cluster import check_resources, connect_ray, prepare_where_trials_run
     from .constraints import NeckLimits
-    from .searcher import NeckSearcher, work_left
+    from .searcher import NeckSearcher, promotions_left, work_left
+    from .store import read_promoted
 
     if resume is not None:
         run_dir = Path(resume)
@@ -179,10 +188,13 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
               if resume is not None and "budget" in manifest else read_budget(opts.budget, opts.sets))
     if trial_device(opts) == "cpu":  # a GPU's precision is resolved on the worker that has it
         resolve_precision(budget.precision, "cpu")
+    warm_zoo, warm_points = _warm_start(opts, space, budget.as_dict(), resumed=resume is not None)
+    baselines = opts.baselines + [name for name in warm_zoo if name not in opts.baselines]
     log = read_trial_log(run_dir)
-    queue, to_sample = work_left(log.records, opts.baselines, opts.trials)
+    queue, to_sample = work_left(log.records, baselines, opts.trials)
+    longer = promotions_left(log.records, read_promoted(run_dir), opts.promote, opts.promote_factor)
     spec = None
-    if queue or to_sample:  # a finished run resumes (reconciles, reports) without Ray or data
+    if queue or to_sample or longer:  # a finished run resumes (reconciles, reports) without Ray or data
         connect_ray(opts.address, opts.cpus)
         check_resources(opts.cpus_per_trial, opts.gpus_per_trial)
         spec = SessionSpec(opts.data, budget, tuple(space.template["levels"]), opts.backbone_seed,
@@ -205,7 +217,8 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
                                 objectives=opts.objectives, run_dir=str(run_dir), run_id=run_id,
                                 storage_label=redact(opts.storage) if opts.storage else str(run_dir / STUDY_DB),
                                 constraint=(NeckLimits(budget, opts.max_flops, opts.max_params)
-                                            if opts.max_flops is not None or opts.max_params is not None else None))
+                                            if opts.max_flops is not None or opts.max_params is not None else None),
+                                warm_zoo=warm_zoo, promote=opts.promote, promote_factor=opts.promote_factor)
         if resume is None:
             recorded = asdict(opts) | {"storage": redact(opts.storage) if opts.storage else None}
             write_manifest(run_dir, recorded, opts.space, study_name, run_id, budget.as_dict(), calibration)
@@ -218,14 +231,39 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
             print(f"warning: {line}", file=sys.stderr)
         if resume is None:
             _warn_about(calibration, opts, budget.name)
-        left = searcher.resume(log.records, opts.baselines, opts.trials)
+        for point in warm_points:
+            searcher.tell_warm(point)
+        left = searcher.resume(log.records, baselines, opts.trials)
         if left:
             _fit(searcher, spec, opts, log.records, left, run_dir)
     finally:
         if report is not None and read_trial_log(run_dir).records:
             report(run_dir)
-    queue, to_sample = work_left(read_trial_log(run_dir).records, opts.baselines, opts.trials)
-    return run_dir, not queue and (to_sample == 0 or searcher.exhausted)
+    records = read_trial_log(run_dir).records
+    queue, to_sample = work_left(records, baselines, opts.trials)
+    longer = promotions_left(records, read_promoted(run_dir), opts.promote, opts.promote_factor)
+    return run_dir, not queue and (to_sample == 0 or searcher.exhausted) and not longer
+
+
+def _warm_start(opts: SearchOptions, space, budget: dict, resumed: bool) -> tuple[dict, list]:
+    """The zoo necks that are points of the space (name -> params) and the trials of other runs
+    that --warm-start names. A resumed search told them when it started: a run gone since is
+    skipped with a warning."""
+    from .warmstart import ZOO, parse_sources, run_points, zoo_points
+
+    values = opts.warm_start
+    if resumed:
+        gone = [v for v in values if v != ZOO and not (Path(v) / "manifest.json").exists()]
+        for value in gone:
+            print(f"warning: --warm-start {value}: no search there any more; its trials were told when this "
+                  "search started", file=sys.stderr)
+        values = [v for v in values if v not in gone]
+    zoo, others = parse_sources(values)
+    warm_zoo = zoo_points(space) if zoo else {}
+    if zoo and not warm_zoo and not resumed:
+        print(f"warning: --warm-start zoo: no zoo neck is a point of {space.name}", file=sys.stderr)
+    points = [p for run in others for p in run_points(run, space, budget, opts.data, opts.backbone_seed)]
+    return warm_zoo, points
 
 
 def _warn_about(calibration: Optional[dict], opts: SearchOptions, budget: str) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from ..dsl import Genotype, SearchSpace
+from ..dsl import Genotype, SearchSpace, Suggester
 from .evolution import RegularizedEvolutionSampler
 
 SAMPLERS = ("tpe", "random", "evolution", "nsga2")
@@ -21,7 +21,7 @@ def option_label(option: Any) -> Any:
     return option
 
 
-class OptunaSuggester:
+class OptunaSuggester(Suggester):
     """The DSL's Suggester protocol over an optuna Trial (define-by-run)."""
 
     def __init__(self, trial: optuna.Trial):

@@ -13,7 +13,15 @@ What Optuna is told:
 - a trial that failed (genotype does not build, NaN loss, any exception): FAIL;
 - a point whose graph equals one already trained (`graph_key`) is not trained again: it gets the
   earlier trial's outcome (or waits for it, if that trial is still running) and is logged in
-  duplicates.jsonl.
+  duplicates.jsonl;
+- a warm-start point (warmstart.py): a trial added to the study with the outcome it had where it
+  was trained (a zoo baseline of this run, or a trial of another run).
+
+Once every sampled trial has finished, the best `promote` trials that completed every rung, and
+the best baseline beside them, are trained again with `promote_factor` times the steps (the
+longer rung; Ray Tune's ASHA only stops trials, it never continues one): promoted.jsonl holds
+them and the leaderboard ranks them first, by that AP. Optuna is not told of them: its study
+scores one fidelity.
 
 Every finished trial is first appended to trials.jsonl, then told to Optuna: a search killed in
 between holds the record, and resuming tells the study from it. A trial the study holds as
@@ -36,7 +44,18 @@ from .errors import SearchError
 from .evolution import RegularizedEvolutionSampler
 from .records import COMPLETE, ERROR, FAILED, PRUNED, SEARCH, TrialConfig, TrialMetrics, TrialRecord, TrialReport
 from .sampling import make_sampler, sample_genotype
-from .store import DUPLICATES, INFEASIBLE, append_line, append_trial, redact
+from .store import (
+    DUPLICATES,
+    INFEASIBLE,
+    PROMOTED,
+    WARM_START,
+    append_line,
+    append_trial,
+    read_promoted,
+    read_trials,
+    redact,
+)
+from .warmstart import WarmPoint
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class Objective:
 
 OBJECTIVES = {"ap": Objective("maximize", lambda m: m.AP), "flops": Objective("minimize", lambda m: m.neck_flops)}
 MAX_DUPLICATE_ASKS = 50  # asks per suggest before calling the space exhausted
+WAIT = object()          # no config yet: promotion waits for the running trials
 State = optuna.trial.TrialState
 
 
@@ -66,7 +86,8 @@ def open_study(storage: str, study_name: str, directions: list[str], where: str)
 class NeckSearcher(Searcher):
     def __init__(self, space: SearchSpace, storage: str, study_name: str, sampler: str, seed: int,
                  objectives: list[str], run_dir: str, run_id: str = "", storage_label: Optional[str] = None,
-                 constraint: Optional[Callable[[Genotype], Optional[str]]] = None):
+                 constraint: Optional[Callable[[Genotype], Optional[str]]] = None,
+                 warm_zoo: Optional[dict[str, dict]] = None, promote: int = 0, promote_factor: int = 4):
         super().__init__(metric="ap_rung", mode="max")
         self.space = space
         self.storage = storage                       # may hold a password: never saved (__getstate__)
@@ -75,6 +96,10 @@ class NeckSearcher(Searcher):
         self.run_dir = Path(run_dir)
         self.run_id = run_id                         # marks the study's trials this run asked for
         self.constraint = constraint                 # genotype -> why it is infeasible, or None
+        self.warm_zoo = warm_zoo or {}               # baseline name -> its params, told once trained
+        self.promote, self.promote_factor = promote, promote_factor
+        self.promotions: Optional[list[TrialConfig]] = None  # decided once every sampled trial finished
+        self.pending: set[str] = set()               # Tune trial ids handed a config, not finished
         self.exhausted = False                       # every point asked for was a trained graph or infeasible
         self.queue: list[str] = []                   # baselines still to run
         self.to_sample = 0                           # sampled trials still to hand out
@@ -88,12 +113,15 @@ class NeckSearcher(Searcher):
         directions = [OBJECTIVES[o].direction for o in objectives]
         self.study = open_study(storage, study_name, directions, storage_label or redact(storage))
         self.study.sampler = make_sampler(sampler, seed, len(directions), history=len(self.study.trials))
+        self.told = {t.user_attrs["warm_start"] for t in self.study.get_trials(deepcopy=False)
+                     if "warm_start" in t.user_attrs}
 
     # -- what is left to do, from what the run holds
     def resume(self, records: list[TrialRecord], baselines: list[str], trials: int) -> int:
         """Reconcile the study with the trial records, queue what is left; return how many Tune
         trials that is."""
         self.queue, self.to_sample = work_left(records, baselines, trials)
+        self.promotions = None
         searched = [r for r in records if r.kind == SEARCH and r.number is not None]
         by_number = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         for record in searched:
@@ -103,13 +131,19 @@ class NeckSearcher(Searcher):
                 self._tell(record.number, *outcome)  # killed between the record and the tell
             if record.key and record.state != ERROR:
                 self.outcomes[record.key] = outcome
+        for record in records:
+            if record.is_baseline and record.name in self.warm_zoo:  # killed before it was told
+                self.tell_warm(WarmPoint(f"zoo:{record.name}", self.warm_zoo[record.name], record))
         recorded = {r.number for r in searched}
         for frozen in self.study.get_trials(deepcopy=False, states=(State.RUNNING,)):
             ours = frozen.user_attrs.get("nasfpn_run", self.run_id) == self.run_id
             if ours and frozen.number not in recorded:  # interrupted: its point is tried again first
                 self._tell(frozen.number, "FAIL", None)
                 self.study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number})
-        return len(self.queue) + self.to_sample
+        promoted = read_promoted(self.run_dir)
+        longer = (len(promotions_left(records, promoted, self.promote, self.promote_factor))
+                  if not (self.queue or self.to_sample) else max(0, self.promote + 1 - len(promoted)))
+        return len(self.queue) + self.to_sample + (longer if self.promote else 0)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -119,18 +153,34 @@ class NeckSearcher(Searcher):
         if trial_id in self.trials:
             return self.trials[trial_id].to_dict()
         config = self._next_config()
+        if config is WAIT:
+            return None
         if config is None:
             return Searcher.FINISHED
         self.trials[trial_id] = config
-        if config.key:
+        self.pending.add(trial_id)
+        if config.key and not config.is_promoted:
             self.running[config.key] = trial_id
         return config.to_dict()
 
-    def _next_config(self) -> Optional[TrialConfig]:
+    def _next_config(self):
+        """A baseline, a sampled point, a promotion; WAIT; or None when there is nothing left."""
         if self.queue:
             return TrialConfig.baseline(self.queue.pop(0))
-        if self.to_sample <= 0:
+        if self.to_sample > 0 and not self.exhausted:
+            config = self._next_sampled()
+            if config is not None:
+                return config
+        if not self.promote:
             return None
+        if self.promotions is None:
+            if self.pending:
+                return WAIT
+            self.promotions = promotions_left(read_trials(self.run_dir), read_promoted(self.run_dir),
+                                              self.promote, self.promote_factor)
+        return self.promotions.pop(0) if self.promotions else None
+
+    def _next_sampled(self) -> Optional[TrialConfig]:
         for _ in range(MAX_DUPLICATE_ASKS):
             trial = self.study.ask()
             trial.set_user_attr("nasfpn_run", self.run_id)
@@ -184,11 +234,17 @@ class NeckSearcher(Searcher):
                 pass
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        self.pending.discard(trial_id)
         config = self.trials.get(trial_id)
         if config is None or (not error and not result):
             return  # stopped before it ran: not finished, the study keeps it RUNNING for a resume
         record = self._record(trial_id, config, TrialReport.from_dict(result or {}), error)
+        if config.is_promoted:
+            append_trial(self.run_dir, record, PROMOTED)
+            return
         append_trial(self.run_dir, record)
+        if config.is_baseline and config.neck in self.warm_zoo:
+            self.tell_warm(WarmPoint(f"zoo:{config.neck}", self.warm_zoo[config.neck], record))
         if config.kind != SEARCH:
             return
         outcome = _outcome_of(record, self.objectives)
@@ -200,6 +256,26 @@ class NeckSearcher(Searcher):
                 self.outcomes[key] = outcome
             for number in self.waiting.pop(key, []):
                 self._tell(number, *outcome)
+
+    def tell_warm(self, point: WarmPoint) -> None:
+        """Add `point` to the study as a finished trial with its record's outcome (once per source;
+        a failed one is not told: it says nothing of the point)."""
+        state, values = _outcome_of(point.record, self.objectives)
+        if point.source in self.told or state == "FAIL":
+            return
+        fixed = optuna.trial.FixedTrial(point.params)
+        try:
+            genotype = sample_genotype(self.space, fixed)
+        except (DSLError, ValueError) as err:  # ValueError: a value the space does not offer
+            raise SearchError(f"warm start {point.source}: not a point of {self.space.name} ({err})") from None
+        steps = dict(point.record.rungs) if len(self.objectives) == 1 else {}
+        self.study.add_trial(optuna.trial.create_trial(
+            params=fixed.params, distributions=fixed.distributions, state=getattr(State, state), values=values,
+            intermediate_values=steps, user_attrs={"warm_start": point.source, "nasfpn_run": self.run_id}))
+        self.told.add(point.source)
+        self.outcomes[graph_key(genotype)] = (state, values)
+        append_line(self.run_dir / WARM_START, {"source": point.source, "state": state, "values": values,
+                                                "params": point.params, "time": time.time()})
 
     def _record(self, trial_id: str, config: TrialConfig, report: TrialReport, error: bool) -> TrialRecord:
         if error:
@@ -245,6 +321,17 @@ def work_left(records: list[TrialRecord], baselines: list[str], trials: int) -> 
     done = {r.name for r in records if r.is_baseline and r.state != ERROR}
     searched = sum(r.kind == SEARCH and r.number is not None for r in records)
     return [b for b in baselines if b not in done], max(0, trials - searched)
+
+
+def promotions_left(records: list[TrialRecord], promoted: list[TrialRecord], promote: int,
+                    factor: int) -> list[TrialConfig]:
+    """The longer rung's trials still to train: the `promote` best sampled trials that completed
+    every rung and the best baseline, less those promoted already (a lost worker's again)."""
+    done = {r.name for r in promoted if r.state != ERROR}
+    best = sorted((r for r in records if r.has_ap), key=lambda r: -r.ap)
+    sampled = [r for r in best if not r.is_baseline][:promote]
+    baseline = [r for r in best if r.is_baseline][:1] if sampled else []
+    return [TrialConfig.promoted(r, factor) for r in baseline + sampled if r.name not in done]
 
 
 def _outcome_of(record: TrialRecord, objectives: list[str]) -> tuple:

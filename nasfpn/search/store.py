@@ -8,6 +8,9 @@ relative to the run directory, so a run directory can be copied, moved and resum
     trials.jsonl       one line per finished trial, appended and flushed as it finishes: the results
                        of record, which --resume and report read
     duplicates.jsonl   points whose graph was already trained, and what they reused
+    promoted.jsonl     the trials trained again at the longer rung (`--promote`), as trials.jsonl
+    infeasible.jsonl   sampled points over --max-flops / --max-params, never trained
+    warm_start.jsonl   the points told to the study before or beside sampling (`--warm-start`)
     tune/              Ray Tune's own files (per-trial results; its pickles are never loaded back)
     leaderboard.md, trials.csv, pareto.png, progress.png, best_cell.png, best_genotype.yaml
 """
@@ -39,6 +42,8 @@ SPACE = "space.yaml"
 STUDY_DB = "study.db"
 DUPLICATES = "duplicates.jsonl"
 INFEASIBLE = "infeasible.jsonl"    # sampled points over --max-flops / --max-params, never trained
+PROMOTED = "promoted.jsonl"        # trials trained again at the longer rung
+WARM_START = "warm_start.jsonl"    # points told to the study, not trained by this run
 MANIFEST_FORMAT = "nasfpn-run/1"
 SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key", re.I)
 MAX_RUN_FILE_BYTES = 1 << 30
@@ -174,8 +179,8 @@ def append_line(path: Path, entry: dict) -> None:
     _append(path, json.dumps(entry, default=str, allow_nan=True))
 
 
-def append_trial(run_dir: Path, record: TrialRecord) -> None:
-    _append(run_dir / TRIALS, record.to_json())
+def append_trial(run_dir: Path, record: TrialRecord, log: str = TRIALS) -> None:
+    _append(run_dir / log, record.to_json())
 
 
 @dataclass
@@ -199,9 +204,10 @@ class TrialLog:
         return out
 
 
-def read_trial_log(run_dir: Path) -> TrialLog:
-    """Finished trials, in finishing order; the last record wins when a trial was recorded twice."""
-    path = run_dir / TRIALS
+def read_trial_log(run_dir: Path, log: str = TRIALS) -> TrialLog:
+    """Finished trials, in finishing order; the last record wins when a trial was recorded twice.
+    `log`: trials.jsonl, or promoted.jsonl (the same records, at the longer rung)."""
+    path = run_dir / log
     if not path.exists():
         return TrialLog([], path)
     try:
@@ -227,6 +233,10 @@ def read_trial_log(run_dir: Path) -> TrialLog:
 
 def read_trials(run_dir: Path) -> list[TrialRecord]:
     return read_trial_log(run_dir).records
+
+
+def read_promoted(run_dir: Path) -> list[TrialRecord]:
+    return read_trial_log(run_dir, PROMOTED).records
 
 
 def trials_frame(records: list[TrialRecord]) -> pd.DataFrame:

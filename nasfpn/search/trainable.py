@@ -80,10 +80,13 @@ def neck_trial(config: dict, spec=None, settings: TrialSettings | None = None) -
         def on_eval(step: int, metrics: dict) -> None:
             report(TrialMetrics(rung=next(rungs), ap_rung=metrics["AP"]), step=step)
 
-        # Reference trials report only at the end: early stopping never cuts a baseline short.
+        # Reference and promoted trials report only at the end: early stopping never cuts them short.
         session = shared_session(spec, settings.device)
+        if trial.is_promoted:  # the longer rung: the same schedule stretched over more steps
+            session = replace(session, budget=replace(session.budget, steps=session.budget.steps * trial.steps_factor))
         metrics = run_trial(genotype, session, seed=int(settings.seed), progress=False,
-                            on_eval=None if trial.is_baseline else on_eval, eval_limit=RUNG_IMAGES)
+                            on_eval=None if trial.is_baseline or trial.is_promoted else on_eval,
+                            eval_limit=RUNG_IMAGES)
     except Exception as exc:  # noqa: BLE001 - any failure of the trial is recorded, not raised
         last = traceback.extract_tb(exc.__traceback__)[-1]
         failed(f"{type(exc).__name__}: {exc} ({os.path.basename(last.filename)}:{last.lineno})")
