@@ -3,6 +3,7 @@ Student's t, and the verdict's rule (an interval above zero at no more FLOPs tha
 baseline)."""
 
 import math
+import socket
 
 import pytest
 
@@ -43,3 +44,18 @@ def test_the_report_ranks_and_compares_against_the_best_baseline(tmp_path):
     import pandas as pd
     table = pd.read_csv(tmp_path / "confirm.csv")
     assert list(table["neck"]) == ["cell", "fpn", "bifpn"] and table["diff_mean"].notna().sum() == 1
+
+
+def test_cluster_options_that_cannot_work_are_one_line(tmp_path, capsys, monkeypatch):
+    from nasfpn.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(["baselines", "--budget", "smoke", "--gpus-per-trial", "1", "--out", str(tmp_path / "b")]) == 2
+    assert "--gpus-per-trial needs a cluster (--address)" in capsys.readouterr().err
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there
+    assert main(["calibrate", "--budget", "smoke", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1

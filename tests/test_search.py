@@ -330,6 +330,33 @@ def test_confirm_retrains_the_top_cells_and_best_baselines_and_resumes(tmp_path,
     assert "needs a count" in capsys.readouterr().err
 
 
+def test_confirm_on_a_cluster_trains_each_missing_run_as_a_ray_task(tmp_path, cache_dir, capsys, monkeypatch):
+    import ray
+
+    import nasfpn.cli.scoring as scoring
+
+    assert _search(tmp_path, cache_dir, "conf", "--space", SPACE, "--trials", "2", "--baselines", "fpn",
+                   "--no-asha", "--promote", "0") == 0
+    run = tmp_path / "conf"
+
+    def not_here(*args):
+        raise AssertionError("a run trained in the driver")
+        yield
+
+    monkeypatch.setattr(scoring, "_here", not_here)
+    args = ["confirm", str(run), "--budget", "smoke", "--seeds", "2", "--top", "1", "--baselines", "fpn",
+            "--cache", str(cache_dir), "--no-progress", "--address", ray.get_runtime_context().gcs_address]
+    capsys.readouterr()
+    assert main(args) == 0
+    trained = [line for line in capsys.readouterr().out.splitlines() if " seed " in line and "AP" in line]
+    assert len(trained) == 4 and len(pd.read_csv(run / "confirm" / "confirm.csv")) == 2
+    runs = sorted((run / "confirm" / "runs").glob("*/metrics.json"))
+    runs[1].unlink()  # the command was killed before this task came back
+    assert main(args) == 0
+    trained = [line for line in capsys.readouterr().out.splitlines() if " seed " in line and "AP" in line]
+    assert len(trained) == 1 and runs[1].exists()
+
+
 def test_a_search_warns_once_about_its_budgets_calibration_and_records_it(tmp_path, cache_dir, capsys):
     import shutil
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..dsl import load, zoo_names
 from ..files import output_dir
-from .common import UserError, bounded_int, proxy_session
+from .common import UserError, add_cluster_options, bounded_int, proxy_session, remote_runs
 from .scoring import scored_runs, shared_levels
 from .train import add_proxy_options
 
@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
                                    "kept and skipped when re-run), then table.csv, table.md and "
                                    "ap_vs_flops.png.")
     add_proxy_options(p)
+    add_cluster_options(p)
     p.add_argument("--seeds", type=bounded_int(1, 1000), default=3, help="seeds per neck (default 3)")
     p.add_argument("--necks", help="comma-separated zoo names (default: every zoo genotype)")
     p.add_argument("--out", default="runs/baselines", metavar="DIR")
@@ -26,12 +27,13 @@ def run(args) -> int:
 
     names = args.necks.split(",") if args.necks else zoo_names("genotype")
     genotypes = [load(n) for n in names]
+    remote = remote_runs(args)
     out = output_dir(args.out, "--out")
-    session = proxy_session(args, shared_levels(genotypes))
-    rows = scored_runs(genotypes, args.seeds, session, out, progress=not args.no_progress)
+    session = proxy_session(args, shared_levels(genotypes), remote=remote)
+    rows = scored_runs(genotypes, args.seeds, session, out, progress=not args.no_progress, remote=remote)
     if not rows:
         raise UserError("every run diverged: there is no table to write")
-    precision = rows[0]["precision"]  # every row ran in it: scored_runs reuses no other
+    precision = "/".join(sorted({r["precision"] for r in rows}))  # one, unless a cluster's nodes differ
     write_tables(rows, out, f"{session.data.name}, budget {session.budget.name} ({precision}), {args.seeds} seed(s)")
     print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'ap_vs_flops.png'}")
     print((out / "table.md").read_text())

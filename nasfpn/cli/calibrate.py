@@ -6,7 +6,7 @@ import dataclasses
 
 from ..dsl import load, load_space, zoo_names
 from ..files import output_dir
-from .common import UserError, bounded_int, budget_of, proxy_session
+from .common import UserError, add_cluster_options, bounded_int, budget_of, proxy_session, remote_runs
 from .scoring import scored_runs, shared_levels
 from .train import add_proxy_options
 
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
                    help="seeds of fpn at the proxy budget, for its seed-to-seed std (default 3)")
     p.add_argument("--out", default="runs/calibration", metavar="DIR")
     add_proxy_options(p)
+    add_cluster_options(p)
     p.set_defaults(run=run)
 
 
@@ -56,14 +57,15 @@ def run(args) -> int:
     if len(necks) < 3:
         raise UserError(f"--necks {args.necks}: a ranking needs at least 3 necks, got {len(necks)}")
     level = shared_levels(necks)
+    remote = remote_runs(args)
     out = output_dir(args.out, "--out")
     progress = not args.no_progress
     rows = {}
     for budget in (proxy, reference):
-        session = proxy_session(args, level, budget)
-        rows[budget.name] = scored_runs(necks, 1, session, out / budget.name, progress)
+        session = proxy_session(args, level, budget, remote)
+        rows[budget.name] = scored_runs(necks, 1, session, out / budget.name, progress, remote)
         if budget is proxy and any(g.name == "fpn" for g in necks):
-            noise = scored_runs([load("fpn")], args.noise_seeds, session, out / budget.name, progress)
+            noise = scored_runs([load("fpn")], args.noise_seeds, session, out / budget.name, progress, remote)
             rows[budget.name] += [r for r in noise if r["seed"] != 0]  # seed 0 is in already
         del session
     c = calibration(rows[proxy.name], rows[reference.name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -152,20 +153,49 @@ def budget_sets(args) -> list[str]:
     return list(args.sets) + ([f"steps={args.steps}"] if args.steps is not None else [])
 
 
-def proxy_session(args, levels, budget=None):
+def proxy_session(args, levels, budget=None, remote=None):
     """The proxy session (data, budget, shared backbone and features) the proxy-trainer options ask
-    for; `budget` when the caller has read it already."""
+    for; `budget` when the caller has read it already. With `remote` (its runs on a cluster's GPU
+    workers), a GPU worker pretrains and caches first and this process reads what it cached."""
     import torch
 
-    from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, ProxySession
+    from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, SessionSpec
 
     budget = budget or budget_of(args)
     device = check_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    session = ProxySession.open(args.data, budget, levels=tuple(levels), backbone_seed=args.backbone_seed,
-                                cache=args.cache, device=device, progress=not args.no_progress,
-                                cache_limit_gb=args.cache_limit or DEFAULT_CACHE_LIMIT_GB, workers=args.workers)
+    spec = SessionSpec(args.data, budget, tuple(levels), args.backbone_seed,
+                       cache=str(args.cache) if args.cache is not None else None,
+                       cache_limit_gb=args.cache_limit or DEFAULT_CACHE_LIMIT_GB, workers=args.workers)
+    if remote is not None:
+        remote.prepare(spec)
+    session = spec.open(device, progress=not args.no_progress)
     for note in session.data.notes:
         print(f"warning: {args.data}: {note}")
     return session
+
+
+def add_cluster_options(p) -> None:
+    """Where the runs of baselines, confirm and calibrate train: here, or as Ray tasks on a cluster."""
+    p.add_argument("--address", help="a Ray cluster to train on, every (neck, seed) run a Ray task, as many at "
+                                     "once as it holds (default: $RAY_ADDRESS; without either, the runs train "
+                                     "in this process, one after another)")
+    p.add_argument("--cpus-per-trial", type=finite_float(0, positive=True), default=1,
+                   help="CPUs each run holds on the cluster (default 1)")
+    p.add_argument("--gpus-per-trial", type=finite_float(0), default=0,
+                   help="GPUs each run holds on the cluster; a fraction (0.25) lets small runs share one")
+
+
+def remote_runs(args):
+    """The cluster the options name, joined and checked (a RemoteRuns), or None: train here."""
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        if args.gpus_per_trial:
+            raise UserError("--gpus-per-trial needs a cluster (--address); on this machine use --device cuda")
+        return None
+    from ..search.remote import RemoteRuns
+
+    remote = RemoteRuns(address, args.cpus_per_trial, args.gpus_per_trial)
+    remote.connect()
+    return remote

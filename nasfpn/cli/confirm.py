@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..dsl import from_yaml, load
 from ..files import output_dir
-from .common import UserError, bounded_int, budget_of, proxy_session
+from .common import UserError, add_cluster_options, bounded_int, budget_of, proxy_session, remote_runs
 from .scoring import scored_runs, shared_levels
 from .train import add_proxy_options
 
@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=bounded_int(1, 1000), default=3, help="seeds per neck (default 3)")
     p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/confirm)")
     add_proxy_options(p)
+    add_cluster_options(p)
     p.set_defaults(run=run, budget="full", data=None)
 
 
@@ -61,9 +62,10 @@ def run(args) -> int:
     necks = cells + [load(b) for b in baselines]
     levels = shared_levels(necks)
     args.data = args.data or manifest["args"].get("data", "synthetic")
+    remote = remote_runs(args)
     out = output_dir(args.out or run_dir / "confirm", "--out")
-    session = proxy_session(args, levels, budget)
-    rows = scored_runs(necks, args.seeds, session, out, progress=not args.no_progress)
+    session = proxy_session(args, levels, budget, remote)
+    rows = scored_runs(necks, args.seeds, session, out, progress=not args.no_progress, remote=remote)
     if not rows:
         raise UserError("every run diverged: there is nothing to compare")
     write_confirmation(rows, [g.name for g in cells], baselines, out,
