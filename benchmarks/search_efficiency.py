@@ -38,17 +38,23 @@ def best_baseline() -> tuple[str, float] | None:
     return None
 
 
-def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | None, threads: int) -> dict:
+def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | None, threads: int,
+            train: bool = True) -> dict | None:
+    """The search's best-AP curve, running (or resuming) it first; None if it has not finished
+    and `train` is off."""
     from nasfpn.search import SearchOptions, run_search
     from nasfpn.search.store import read_trials
 
     name = f"{sampler}-s{seed}"
     run = runs_dir / name
     timing = run / "benchmark_timing.json"
+    if not timing.exists() and not train:
+        return None
     if not timing.exists():
         opts = SearchOptions(space=str(ROOT / "search_spaces" / "nasfpn_space.yaml"), trials=trials,
                              sampler=sampler, seed=seed, concurrency=1, cpus_per_trial=threads, cpus=threads,
-                             baselines=[], name=name, runs_dir=str(runs_dir), cache=cache, progress=False)
+                             baselines=[], name=name, runs_dir=str(runs_dir), cache=cache, progress=False,
+                             promote=0)  # the curves count sampled trials at one fidelity
         resumed = (run / "manifest.json").exists()
         start = time.perf_counter()
         run_search(opts, resume=run if resumed else None)
@@ -79,23 +85,35 @@ def main() -> int:
     parser.add_argument("--samplers", default="random,tpe,evolution")
     parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
     parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "search_efficiency"))
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: report the searches that have finished")
     args = parser.parse_args()
 
     import ray
 
     from nasfpn.search.cluster import connect_ray
 
-    connect_ray(None, args.threads)  # the embedded Ray, bound to 127.0.0.1
-    samplers = args.samplers.split(",")
-    runs = [run_one(s, k, args.trials, Path(args.runs_dir), args.cache, args.threads)
-            for k in range(args.seeds) for s in samplers]
+    if not args.finished_only:
+        connect_ray(None, args.threads)  # the embedded Ray, bound to 127.0.0.1
+    wanted = args.samplers.split(",")
+    runs = [r for k in range(args.seeds) for s in wanted
+            if (r := run_one(s, k, args.trials, Path(args.runs_dir), args.cache, args.threads,
+                             train=not args.finished_only)) is not None]
     ray.shutdown()
+    samplers = [s for s in wanted if any(r["sampler"] == s for r in runs)]
+    if not samplers:
+        print("no search has finished yet")
+        return 1
+    seeds = {s: sorted(r["seed"] for r in runs if r["sampler"] == s) for s in samplers}
 
     base = best_baseline()
     checkpoints = sorted({n for n in (5, 10, 20, 30, 40, args.trials) if n <= args.trials})
+    partial = any(len(v) < args.seeds for v in seeds.values()) or len(samplers) < len(wanted)
     lines = [f"Search efficiency on nasfpn_space, proxy budget, {args.seeds} seeds per sampler, "
              f"{args.trials} trials each, one trial at a time on {args.threads} threads "
-             f"(`python benchmarks/search_efficiency.py --trials {args.trials} --seeds {args.seeds}`).", "",
+             f"(`python benchmarks/search_efficiency.py --trials {args.trials} --seeds {args.seeds}`)."
+             + (" So far: " + "; ".join(f"{s} seed(s) {', '.join(map(str, v))}" for s, v in seeds.items())
+                + " have finished." if partial else ""), "",
              "Best AP (%) found after N trials: mean over seeds (min..max)." +
              (f" Best baseline under the same proxy: {base[0]} {base[1] * 100:.1f}." if base else ""), "",
              "| sampler | " + " | ".join(f"N={n}" for n in checkpoints) + " |",
@@ -151,7 +169,7 @@ def main() -> int:
             ax.plot(range(1, len(r["curve"]) + 1), [v * 100 for v in r["curve"]], color=color, alpha=0.35)
         n = min(len(r["curve"]) for r in runs if r["sampler"] == sampler)
         mean = [statistics.mean(r["curve"][i] * 100 for r in runs if r["sampler"] == sampler) for i in range(n)]
-        ax.plot(range(1, n + 1), mean, color=color, lw=2, label=f"{sampler} (mean of {args.seeds})")
+        ax.plot(range(1, n + 1), mean, color=color, lw=2, label=f"{sampler} (mean of {len(seeds[sampler])})")
     if base:
         ax.axhline(base[1] * 100, color="C3", ls="--", lw=1, label=f"best baseline ({base[0]})")
     ax.set_xlabel("trials")

@@ -59,3 +59,13 @@ def test_cluster_options_that_cannot_work_are_one_line(tmp_path, capsys, monkeyp
     assert main(["calibrate", "--budget", "smoke", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_device_for_runs_on_a_cluster_is_refused(monkeypatch):
+    import argparse
+
+    from nasfpn.cli.common import UserError, remote_runs
+
+    args = argparse.Namespace(address="127.0.0.1:6379", gpus_per_trial=0, cpus_per_trial=1, device="cuda:1")
+    with pytest.raises(UserError, match="take GPUs with --gpus-per-trial"):
+        remote_runs(args)

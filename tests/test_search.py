@@ -294,7 +294,9 @@ def test_preparation_runs_in_a_task_holding_a_trials_resources(cache_dir):
     from nasfpn.search.errors import SearchError
 
     spec = SessionSpec("synthetic", read_budget("smoke"), cache=str(cache_dir))
-    assert prepare_where_trials_run(spec, cpus_per_trial=1, gpus_per_trial=0, device="cpu") == "disk cache"
+    prepared = prepare_where_trials_run(spec, cpus_per_trial=1, gpus_per_trial=0, device="cpu")
+    assert prepared["feature_source"] == "disk cache" and prepared["precision"] == "fp32"
+    assert prepared["fingerprint"] == spec.open("cpu").backbone_fingerprint
     broken = SessionSpec("synthetic", read_budget("smoke"), cache=str(cache_dir / "not-a-dir" / "\0"))
     with pytest.raises(SearchError, match="preparing the proxy on a cpu worker failed") as err:
         prepare_where_trials_run(broken, cpus_per_trial=1, gpus_per_trial=0, device="cpu")
@@ -333,28 +335,31 @@ def test_confirm_retrains_the_top_cells_and_best_baselines_and_resumes(tmp_path,
 def test_confirm_on_a_cluster_trains_each_missing_run_as_a_ray_task(tmp_path, cache_dir, capsys, monkeypatch):
     import ray
 
-    import nasfpn.cli.scoring as scoring
+    import nasfpn.proxy.train
 
     assert _search(tmp_path, cache_dir, "conf", "--space", SPACE, "--trials", "2", "--baselines", "fpn",
                    "--no-asha", "--promote", "0") == 0
     run = tmp_path / "conf"
 
-    def not_here(*args):
+    def not_here(*args, **kwargs):
         raise AssertionError("a run trained in the driver")
-        yield
 
-    monkeypatch.setattr(scoring, "_here", not_here)
+    monkeypatch.setattr(nasfpn.proxy.train, "run_trial", not_here)
     args = ["confirm", str(run), "--budget", "smoke", "--seeds", "2", "--top", "1", "--baselines", "fpn",
             "--cache", str(cache_dir), "--no-progress", "--address", ray.get_runtime_context().gcs_address]
     capsys.readouterr()
     assert main(args) == 0
-    trained = [line for line in capsys.readouterr().out.splitlines() if " seed " in line and "AP" in line]
+    out = capsys.readouterr().out
+    assert "the runs train as Ray tasks on the cluster at" in out
+    trained = [line for line in out.splitlines() if " seed " in line and "AP" in line]
     assert len(trained) == 4 and len(pd.read_csv(run / "confirm" / "confirm.csv")) == 2
     runs = sorted((run / "confirm" / "runs").glob("*/metrics.json"))
     runs[1].unlink()  # the command was killed before this task came back
     assert main(args) == 0
     trained = [line for line in capsys.readouterr().out.splitlines() if " seed " in line and "AP" in line]
     assert len(trained) == 1 and runs[1].exists()
+    assert main([*args, "--device", "cuda"]) == 2  # no CUDA here, and on a cluster --gpus-per-trial
+    assert "--device cuda:" in capsys.readouterr().err
 
 
 def test_a_search_warns_once_about_its_budgets_calibration_and_records_it(tmp_path, cache_dir, capsys):

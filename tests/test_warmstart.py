@@ -43,6 +43,7 @@ def test_a_zoo_point_is_told_when_its_baseline_finishes_and_never_twice(tmp_path
     again = _searcher(tmp_path)  # resumed: the record is there, the study already holds its point
     again.resume(read_trials(tmp_path), ["nasfpn-proxy"], trials=1)
     assert len(_told(again)) == 1
+    assert again.outcomes[graph_key(nasfpn.load("nasfpn-proxy"))] == ("COMPLETE", [pytest.approx(0.31)])
 
 
 def test_a_baseline_recorded_before_a_kill_is_told_on_resume(tmp_path):

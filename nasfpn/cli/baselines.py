@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..dsl import load, zoo_names
 from ..files import output_dir
-from .common import UserError, add_cluster_options, bounded_int, proxy_session, remote_runs
-from .scoring import scored_runs, shared_levels
+from .common import UserError, add_cluster_options, bounded_int, budget_of, remote_runs
+from .scoring import scored_runs, scoring_for, shared_levels
 from .train import add_proxy_options
 
 
@@ -29,12 +29,12 @@ def run(args) -> int:
     genotypes = [load(n) for n in names]
     remote = remote_runs(args)
     out = output_dir(args.out, "--out")
-    session = proxy_session(args, shared_levels(genotypes), remote=remote)
-    rows = scored_runs(genotypes, args.seeds, session, out, progress=not args.no_progress, remote=remote)
+    scoring = scoring_for(args, shared_levels(genotypes), budget_of(args), remote)
+    rows = scored_runs(genotypes, args.seeds, scoring, out)
     if not rows:
         raise UserError("every run diverged: there is no table to write")
-    precision = "/".join(sorted({r["precision"] for r in rows}))  # one, unless a cluster's nodes differ
-    write_tables(rows, out, f"{session.data.name}, budget {session.budget.name} ({precision}), {args.seeds} seed(s)")
+    write_tables(rows, out, f"{scoring.data}, budget {scoring.budget.name} ({scoring.precision}), "
+                            f"{args.seeds} seed(s)")
     print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'ap_vs_flops.png'}")
     print((out / "table.md").read_text())
     return 0

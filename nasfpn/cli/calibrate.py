@@ -6,8 +6,8 @@ import dataclasses
 
 from ..dsl import load, load_space, zoo_names
 from ..files import output_dir
-from .common import UserError, add_cluster_options, bounded_int, budget_of, proxy_session, remote_runs
-from .scoring import scored_runs, shared_levels
+from .common import UserError, add_cluster_options, bounded_int, budget_of, remote_runs
+from .scoring import scored_runs, scoring_for, shared_levels
 from .train import add_proxy_options
 
 
@@ -59,15 +59,14 @@ def run(args) -> int:
     level = shared_levels(necks)
     remote = remote_runs(args)
     out = output_dir(args.out, "--out")
-    progress = not args.no_progress
     rows = {}
     for budget in (proxy, reference):
-        session = proxy_session(args, level, budget, remote)
-        rows[budget.name] = scored_runs(necks, 1, session, out / budget.name, progress, remote)
+        scoring = scoring_for(args, level, budget, remote)
+        rows[budget.name] = scored_runs(necks, 1, scoring, out / budget.name)
         if budget is proxy and any(g.name == "fpn" for g in necks):
-            noise = scored_runs([load("fpn")], args.noise_seeds, session, out / budget.name, progress, remote)
+            noise = scored_runs([load("fpn")], args.noise_seeds, scoring, out / budget.name)
             rows[budget.name] += [r for r in noise if r["seed"] != 0]  # seed 0 is in already
-        del session
+        del scoring  # one session's data and features in memory at a time
     c = calibration(rows[proxy.name], rows[reference.name])
     write_calibration(c, out, f"{args.data}, {proxy.name} against {reference.name}")
     record_calibration(cache_dir(args.cache), args.data, proxy, reference.name,

@@ -153,24 +153,25 @@ def budget_sets(args) -> list[str]:
     return list(args.sets) + ([f"steps={args.steps}"] if args.steps is not None else [])
 
 
-def proxy_session(args, levels, budget=None, remote=None):
-    """The proxy session (data, budget, shared backbone and features) the proxy-trainer options ask
-    for; `budget` when the caller has read it already. With `remote` (its runs on a cluster's GPU
-    workers), a GPU worker pretrains and caches first and this process reads what it cached."""
-    import torch
-
+def session_spec(args, levels, budget):
+    """The description of the proxy session the proxy-trainer options ask for."""
     from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, SessionSpec
+
+    return SessionSpec(args.data, budget, tuple(levels), args.backbone_seed,
+                       cache=str(args.cache) if args.cache is not None else None,
+                       cache_limit_gb=args.cache_limit or DEFAULT_CACHE_LIMIT_GB, workers=args.workers)
+
+
+def proxy_session(args, levels, budget=None):
+    """The proxy session (data, budget, shared backbone and features) the proxy-trainer options ask
+    for, in this process; `budget` when the caller has read it already."""
+    import torch
 
     budget = budget or budget_of(args)
     device = check_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    spec = SessionSpec(args.data, budget, tuple(levels), args.backbone_seed,
-                       cache=str(args.cache) if args.cache is not None else None,
-                       cache_limit_gb=args.cache_limit or DEFAULT_CACHE_LIMIT_GB, workers=args.workers)
-    if remote is not None:
-        remote.prepare(spec)
-    session = spec.open(device, progress=not args.no_progress)
+    session = session_spec(args, levels, budget).open(device, progress=not args.no_progress)
     for note in session.data.notes:
         print(f"warning: {args.data}: {note}")
     return session
@@ -194,8 +195,14 @@ def remote_runs(args):
         if args.gpus_per_trial:
             raise UserError("--gpus-per-trial needs a cluster (--address); on this machine use --device cuda")
         return None
+    where = "--address" if args.address else "$RAY_ADDRESS"
+    if args.device != "cpu":
+        raise UserError(f"--device {args.device}: the runs go to the Ray cluster at {address} ({where}), where they "
+                        "take GPUs with --gpus-per-trial")
     from ..search.remote import RemoteRuns
 
     remote = RemoteRuns(address, args.cpus_per_trial, args.gpus_per_trial)
     remote.connect()
+    print(f"the runs train as Ray tasks on the cluster at {address} ({where}), {args.cpus_per_trial:g} CPU(s) and "
+          f"{args.gpus_per_trial:g} GPU(s) each")
     return remote

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..dsl import from_yaml, load
 from ..files import output_dir
-from .common import UserError, add_cluster_options, bounded_int, budget_of, proxy_session, remote_runs
-from .scoring import scored_runs, shared_levels
+from .common import UserError, add_cluster_options, bounded_int, budget_of, remote_runs
+from .scoring import scored_runs, scoring_for, shared_levels
 from .train import add_proxy_options
 
 
@@ -55,7 +55,7 @@ def run(args) -> int:
     manifest = read_manifest(run_dir)
     budget = budget_of(args)  # a bad budget is reported before anything trains
     board = ranked(read_trial_log(run_dir).records, read_promoted(run_dir))  # the leaderboard's order
-    cells = [from_yaml(r.genotype) for r in board if not r.is_baseline][:args.top]
+    cells = [from_yaml(r.genotype) for r in [r for r in board if not r.is_baseline][:args.top]]
     if not cells:
         raise UserError(f"{run_dir}: no searched trial finished with an AP: nothing to confirm")
     baselines = _baselines(args.baselines, [r.name for r in board if r.is_baseline])
@@ -64,12 +64,12 @@ def run(args) -> int:
     args.data = args.data or manifest["args"].get("data", "synthetic")
     remote = remote_runs(args)
     out = output_dir(args.out or run_dir / "confirm", "--out")
-    session = proxy_session(args, levels, budget, remote)
-    rows = scored_runs(necks, args.seeds, session, out, progress=not args.no_progress, remote=remote)
+    scoring = scoring_for(args, levels, budget, remote)
+    rows = scored_runs(necks, args.seeds, scoring, out)
     if not rows:
         raise UserError("every run diverged: there is nothing to compare")
     write_confirmation(rows, [g.name for g in cells], baselines, out,
-                                  f"{session.data.name}, budget {budget.name}, {args.seeds} seed(s)")
+                                  f"{scoring.data}, budget {budget.name}, {args.seeds} seed(s)")
     print((out / "confirm.md").read_text())
     print(f"wrote {out / 'confirm.md'}, {out / 'confirm.csv'}")
     return 0

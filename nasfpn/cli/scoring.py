@@ -2,20 +2,23 @@
 `confirm` and `calibrate` share. A run is reused when its metrics were made with the same budget
 (a run from before budgets had `precision` ran in fp32), data, precision and backbone; anything
 else, or a damaged file, trains it again. The runs left train here one after another, or with
-`--address` as Ray tasks on a cluster (search/remote.py), each written as it finishes."""
+`--address` as Ray tasks on a cluster (search/remote.py), each written as it finishes
+(`Scoring`: where, and on what)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator
 
 from ..dsl import Genotype, to_yaml
+from ..dsl.budget import Budget
 from ..export.baselines import TABLE_FIELDS
 from ..files import output_dir, read_text, write_text
 from ..proxy.loop import TrainingDiverged
-from .common import UserError, write_json
+from .common import UserError, proxy_session, session_spec, write_json
 
 
 def shared_levels(genotypes: list[Genotype]) -> tuple[int, ...]:
@@ -26,29 +29,63 @@ def shared_levels(genotypes: list[Genotype]) -> tuple[int, ...]:
     return levels.pop()
 
 
-def scored_runs(genotypes: list[Genotype], seeds: int, session, out: Path, progress: bool,
-                remote=None) -> list[dict]:
-    """The metrics of every (genotype, seed) that trained, in that order; a run that diverged or
-    failed is left out, with a warning (a re-run tries it again). `remote`: a RemoteRuns."""
-    from ..proxy.precision import resolve
+@dataclass(frozen=True)
+class Scoring:
+    """Where the runs train and what they train with: the budget, the data's name, the
+    pretrained backbone's fingerprint and the precision a run resolves to, and `train`, which
+    takes (genotype, seed) pairs and yields (index, outcome) as each finishes (an outcome holds
+    `metrics`, or `diverged`, or `error`)."""
 
-    # a cluster's nodes each resolve `auto` for their own device
-    precision = resolve(session.budget.precision, session.device).name if remote is None else None
+    budget: Budget
+    data: str
+    fingerprint: str
+    precision: str
+    train: Callable[[list[tuple[Genotype, int]]], Iterator[tuple[int, dict]]]
+
+
+def scoring_for(args, levels, budget: Budget, remote=None) -> Scoring:
+    """Here: a session in this process, the runs one after another. On a cluster (`remote`, a
+    RemoteRuns): the driver checks the data, a task with a run's resources prepares the caches,
+    and each run is a Ray task."""
+    from ..proxy.data import load_data
+    from ..proxy.precision import resolve
+    from ..proxy.train import run_trial
+
+    if remote is None:
+        session = proxy_session(args, levels, budget)
+
+        def here(jobs):
+            for index, (g, seed) in enumerate(jobs):
+                try:
+                    yield index, {"metrics": run_trial(g, session, seed=seed, progress=not args.no_progress)}
+                except TrainingDiverged as err:
+                    yield index, {"diverged": str(err)}
+
+        return Scoring(budget, session.data.name, session.backbone_fingerprint,
+                       resolve(budget.precision, session.device).name, here)
+    spec = session_spec(args, levels, budget)
+    data = load_data(spec.data, budget.image_size, budget.train_images, budget.val_images, spec.data_seed, spec.cache)
+    prepared = remote.prepare(spec)
+    return Scoring(budget, data.name, prepared["fingerprint"], prepared["precision"],
+                   lambda jobs: remote.train([(to_yaml(g), seed) for g, seed in jobs], spec))
+
+
+def scored_runs(genotypes: list[Genotype], seeds: int, scoring: Scoring, out: Path) -> list[dict]:
+    """The metrics of every (genotype, seed) that trained, in that order; a run that diverged or
+    failed is left out, with a warning (a re-run tries it again)."""
     rows, todo = {}, []
     for i, g in enumerate(genotypes):
         for seed in range(seeds):
             metrics = _finished(_run_dir(out, g, seed) / "metrics.json")
-            if metrics is not None and _reusable(metrics, session, precision):
+            if metrics is not None and _reusable(metrics, scoring):
                 rows[i, seed] = {"precision": "fp32", **metrics}
             else:
                 todo.append((i, seed))
     for i, seed in todo:
         output_dir(_run_dir(out, genotypes[i], seed))
         write_text(_run_dir(out, genotypes[i], seed) / "genotype.yaml", to_yaml(genotypes[i]))
-    outcomes = (_here(genotypes, todo, session, progress) if remote is None
-                else ((todo[k], outcome) for k, outcome in remote.train(
-                    [(to_yaml(genotypes[i]), seed) for i, seed in todo], session.spec)))
-    for (i, seed), outcome in outcomes:
+    for k, outcome in scoring.train([(genotypes[i], seed) for i, seed in todo]):
+        i, seed = todo[k]
         g = genotypes[i]
         metrics = outcome.get("metrics")
         if metrics is None:
@@ -57,9 +94,9 @@ def scored_runs(genotypes: list[Genotype], seeds: int, session, out: Path, progr
             continue
         write_json(_run_dir(out, g, seed) / "metrics.json", metrics)
         rows[i, seed] = metrics
-        if metrics.get("backbone_fingerprint") != session.backbone_fingerprint:
-            print(f"warning: {g.name} seed {seed} trained on another pretrained backbone than this machine's "
-                  "(give --cache a folder every node shares)", file=sys.stderr)
+        if metrics.get("backbone_fingerprint") != scoring.fingerprint:
+            print(f"warning: {g.name} seed {seed} trained on another pretrained backbone than the first node's "
+                  "(give --cache a folder every node shares); a re-run trains it again", file=sys.stderr)
         print(f"{g.name} seed {seed}: AP {metrics['AP'] * 100:.1f}  ({metrics['train_seconds']:.0f} s)")
     return [rows[key] for key in sorted(rows)]
 
@@ -68,23 +105,12 @@ def _run_dir(out: Path, g: Genotype, seed: int) -> Path:
     return out / "runs" / f"{g.name}-s{seed}"
 
 
-def _reusable(metrics: dict, session, precision: Optional[str]) -> bool:
+def _reusable(metrics: dict, scoring: Scoring) -> bool:
     return (isinstance(metrics.get("budget_config"), dict)
-            and {"precision": "fp32", **metrics["budget_config"]} == session.budget.as_dict()
-            and metrics.get("data") == session.data.name
-            and (precision is None or metrics.get("precision", "fp32") == precision)
-            and metrics.get("backbone_fingerprint") == session.backbone_fingerprint)
-
-
-def _here(genotypes: list[Genotype], todo: list[tuple[int, int]], session, progress: bool) -> Iterator:
-    """The runs in this process, one after another."""
-    from ..proxy.train import run_trial
-
-    for i, seed in todo:
-        try:
-            yield (i, seed), {"metrics": run_trial(genotypes[i], session, seed=seed, progress=progress)}
-        except TrainingDiverged as err:
-            yield (i, seed), {"diverged": str(err)}
+            and {"precision": "fp32", **metrics["budget_config"]} == scoring.budget.as_dict()
+            and metrics.get("data") == scoring.data
+            and metrics.get("precision", "fp32") == scoring.precision
+            and metrics.get("backbone_fingerprint") == scoring.fingerprint)
 
 
 def _finished(path: Path) -> dict | None:

@@ -5,7 +5,8 @@ The walk asks the choices in file order and `_Towards` answers each from the gen
 path: a node's level, its inputs (by the candidate each index means) and ops, a stem, cell or
 feedback field. A choice the genotype does not spell out (a `defaults:` entry, which the genotype
 folded into its nodes) is tried option by option. The point is found when a walk ends in the
-genotype itself, names aside.
+genotype itself, names aside, and the flags that only constrain a space's points (`outputs_last`,
+`intermediate_not_finest`) too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _normal(value: Any) -> Any:
 
 
 def _anonymous(g: Genotype) -> Genotype:
-    return replace(g, name="", paper="", description="")
+    """The genotype as a graph: no names, and none of the flags that only check a space's points."""
+    return replace(g, name="", paper="", description="",
+                   cell=replace(g.cell, outputs_last=False, intermediate_not_finest=False))
 
 
 class _Towards(Suggester):

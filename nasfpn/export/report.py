@@ -3,6 +3,7 @@ cell (best_cell.png, best_genotype.yaml)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -105,6 +106,17 @@ def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = ""
     return "\n".join(lines) + "\n"
 
 
+def _told(path: Path) -> int:
+    """How many points warm_start.jsonl lists (each source once; a torn line is skipped)."""
+    sources = set()
+    for line in read_text(path).splitlines() if path.exists() else []:
+        try:
+            sources.add(json.loads(line)["source"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return len(sources)
+
+
 def pareto_plot(records: list[TrialRecord], path: Path) -> None:
     # a trial without a cost figure is on the leaderboard (cost "-") but has no place on this plot
     rows = [r for r in ranked(records) if r.metrics.neck_flops is not None]
@@ -174,8 +186,7 @@ def write_report(run_dir: Path) -> dict[str, Path]:
         manifest = read_manifest(run_dir)
     except SearchError:  # a report is still written for a run whose manifest is damaged
         manifest = {}
-    warm = run_dir / WARM_START
-    told = len(read_text(warm).splitlines()) if warm.exists() else 0
+    told = _told(run_dir / WARM_START)
     promoted = read_promoted(run_dir)
     factor = manifest.get("args", {}).get("promote_factor", 4)
     write_text(out["leaderboard"],

@@ -128,15 +128,20 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
                           "of the Ray cluster has both; ask for fewer")
 
 
-def _open_session(spec, device: str) -> str:
-    return spec.open(device).feature_source
+def _open_session(spec, device: str) -> dict:
+    from ..proxy.precision import resolve
+
+    session = spec.open(device)
+    return {"feature_source": session.feature_source, "fingerprint": session.backbone_fingerprint,
+            "precision": resolve(spec.budget.precision, session.device).name}
 
 
-def prepare_where_trials_run(spec, cpus_per_trial: float, gpus_per_trial: float, device: str) -> str:
+def prepare_where_trials_run(spec, cpus_per_trial: float, gpus_per_trial: float, device: str) -> dict:
     """Open the session of `spec` once in a Ray task that holds a trial's resources, so that the
     backbone is pretrained and its features cached on a trial's device (a GPU worker), not on
-    the driver's CPU; the caches it fills are the ones the trials read. Returns the feature
-    source; a failure there is one line."""
+    the driver's CPU; the caches it fills are the ones the trials read. Returns what the trials
+    there will train with: `feature_source`, the backbone's `fingerprint`, the resolved
+    `precision`; a failure there is one line."""
     import ray
 
     task = ray.remote(_open_session).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)

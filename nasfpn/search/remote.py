@@ -30,10 +30,10 @@ class RemoteRuns:
         connect_ray(self.address, None)
         check_resources(self.cpus, self.gpus)
 
-    def prepare(self, spec) -> None:
-        """On GPU workers, pretrain and cache where the runs train (not on the driver's CPU)."""
-        if self.gpus > 0:
-            prepare_where_trials_run(spec, self.cpus, self.gpus, self.device)
+    def prepare(self, spec) -> dict:
+        """Pretrain and cache in a task with a run's resources, where the runs train (not on the
+        driver); returns the backbone's `fingerprint` and the `precision` the runs resolve to."""
+        return prepare_where_trials_run(spec, self.cpus, self.gpus, self.device)
 
     def train(self, jobs: list[tuple[str, int]], spec) -> Iterator[tuple[int, dict]]:
         """(index into `jobs`, outcome) as each (genotype YAML, seed) finishes. An outcome holds

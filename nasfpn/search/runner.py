@@ -247,22 +247,29 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
 
 def _warm_start(opts: SearchOptions, space, budget: dict, resumed: bool) -> tuple[dict, list]:
     """The zoo necks that are points of the space (name -> params) and the trials of other runs
-    that --warm-start names. A resumed search told them when it started: a run gone since is
-    skipped with a warning."""
+    that --warm-start names. A resumed search tells what the other runs finished since; one that
+    is gone or no longer matches is skipped with a warning (what it told is in the study)."""
     from .warmstart import ZOO, parse_sources, run_points, zoo_points
 
     values = opts.warm_start
     if resumed:
         gone = [v for v in values if v != ZOO and not (Path(v) / "manifest.json").exists()]
         for value in gone:
-            print(f"warning: --warm-start {value}: no search there any more; its trials were told when this "
-                  "search started", file=sys.stderr)
+            print(f"warning: --warm-start {value}: no search there any more; what it told is in the study",
+                  file=sys.stderr)
         values = [v for v in values if v not in gone]
     zoo, others = parse_sources(values)
     warm_zoo = zoo_points(space) if zoo else {}
     if zoo and not warm_zoo and not resumed:
         print(f"warning: --warm-start zoo: no zoo neck is a point of {space.name}", file=sys.stderr)
-    points = [p for run in others for p in run_points(run, space, budget, opts.data, opts.backbone_seed)]
+    points = []
+    for run in others:
+        try:
+            points += run_points(run, space, budget, opts.data, opts.backbone_seed, opts.gpus_per_trial > 0)
+        except SearchError as err:
+            if not resumed:
+                raise
+            print(f"warning: {err}; skipped, what it told is in the study", file=sys.stderr)
     return warm_zoo, points
 
 

@@ -113,8 +113,12 @@ class NeckSearcher(Searcher):
         directions = [OBJECTIVES[o].direction for o in objectives]
         self.study = open_study(storage, study_name, directions, storage_label or redact(storage))
         self.study.sampler = make_sampler(sampler, seed, len(directions), history=len(self.study.trials))
-        self.told = {t.user_attrs["warm_start"] for t in self.study.get_trials(deepcopy=False)
-                     if "warm_start" in t.user_attrs}
+        self.told: set[str] = set()                  # warm-start sources the study holds
+        for frozen in self.study.get_trials(deepcopy=False, states=(State.COMPLETE, State.PRUNED)):
+            if "warm_start" in frozen.user_attrs:  # its graph's outcome is known, resumed or not
+                self.told.add(frozen.user_attrs["warm_start"])
+                outcome = ("COMPLETE", list(frozen.values)) if frozen.state == State.COMPLETE else ("PRUNED", None)
+                self.outcomes[graph_key(self._point(frozen.params, frozen.user_attrs["warm_start"]))] = outcome
 
     # -- what is left to do, from what the run holds
     def resume(self, records: list[TrialRecord], baselines: list[str], trials: int) -> int:
@@ -141,8 +145,9 @@ class NeckSearcher(Searcher):
                 self._tell(frozen.number, "FAIL", None)
                 self.study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number})
         promoted = read_promoted(self.run_dir)
+        # sampling still to do: an upper bound (a search that promotes fewer finishes early)
         longer = (len(promotions_left(records, promoted, self.promote, self.promote_factor))
-                  if not (self.queue or self.to_sample) else max(0, self.promote + 1 - len(promoted)))
+                  if not (self.queue or self.to_sample) else self.promote + 1)
         return len(self.queue) + self.to_sample + (longer if self.promote else 0)
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -264,18 +269,23 @@ class NeckSearcher(Searcher):
         if point.source in self.told or state == "FAIL":
             return
         fixed = optuna.trial.FixedTrial(point.params)
-        try:
-            genotype = sample_genotype(self.space, fixed)
-        except (DSLError, ValueError) as err:  # ValueError: a value the space does not offer
-            raise SearchError(f"warm start {point.source}: not a point of {self.space.name} ({err})") from None
+        genotype = self._point(point.params, point.source, fixed)
         steps = dict(point.record.rungs) if len(self.objectives) == 1 else {}
+        # logged first: a kill between the two leaves a line too many, never a told point unlisted
+        append_line(self.run_dir / WARM_START, {"source": point.source, "state": state, "values": values,
+                                                "params": point.params, "time": time.time()})
         self.study.add_trial(optuna.trial.create_trial(
             params=fixed.params, distributions=fixed.distributions, state=getattr(State, state), values=values,
             intermediate_values=steps, user_attrs={"warm_start": point.source, "nasfpn_run": self.run_id}))
         self.told.add(point.source)
         self.outcomes[graph_key(genotype)] = (state, values)
-        append_line(self.run_dir / WARM_START, {"source": point.source, "state": state, "values": values,
-                                                "params": point.params, "time": time.time()})
+
+    def _point(self, params: dict, source: str, fixed: Optional[optuna.trial.FixedTrial] = None) -> Genotype:
+        """The genotype at warm-start `params` (asked through `fixed`, if given)."""
+        try:
+            return sample_genotype(self.space, fixed or optuna.trial.FixedTrial(params))
+        except (DSLError, ValueError) as err:  # ValueError: a value the space does not offer
+            raise SearchError(f"warm start {source}: not a point of {self.space.name} ({err})") from None
 
     def _record(self, trial_id: str, config: TrialConfig, report: TrialReport, error: bool) -> TrialRecord:
         if error:

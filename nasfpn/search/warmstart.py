@@ -54,9 +54,11 @@ def _shape(space: SearchSpace) -> dict:
                                                                                             "description")}
 
 
-def run_points(run_dir: Path, space: SearchSpace, budget: dict, data: str, backbone_seed: int) -> list[WarmPoint]:
+def run_points(run_dir: Path, space: SearchSpace, budget: dict, data: str, backbone_seed: int,
+               on_gpus: bool) -> list[WarmPoint]:
     """The trained sampled trials of the search in `run_dir`, which must have searched the same
-    space with the same budget, data and backbone seed (else its scores mean something else)."""
+    space with the same budget, data, backbone seed and kind of device (else its scores mean
+    something else: `auto` precision is bf16 on one, fp32 on another)."""
     where = f"--warm-start {run_dir}"
     manifest = read_manifest(run_dir)
     if _shape(load_space(space_file(run_dir, manifest))) != _shape(space):
@@ -71,6 +73,9 @@ def run_points(run_dir: Path, space: SearchSpace, budget: dict, data: str, backb
         if args.get(name) != mine:
             raise SearchError(f"{where}: that search used {name.replace('_', '-')} {args.get(name)!r}, this one "
                               f"{mine!r}")
+    if bool(args.get("gpus_per_trial")) != on_gpus:
+        raise SearchError(f"{where}: that search trained on {'GPUs' if not on_gpus else 'CPUs'}, this one on "
+                          f"{'GPUs' if on_gpus else 'CPUs'}")
     run_id = manifest.get("run_id") or run_dir.name
     return [WarmPoint(f"{run_id}:{r.name}", r.params, r) for r in read_trials(run_dir)
             if r.kind == SEARCH and r.state in (COMPLETE, PRUNED) and r.params and r.key]
