@@ -78,8 +78,30 @@ def _calibration(entry) -> str:
             f"necks ({entry.get('report', '')})")
 
 
+def random_controls(run_dir: Path, manifest: dict) -> list[str]:
+    """The random searches beside this run (same runs folder, space, budget and data), each with
+    the best AP its sampled trials reached."""
+    args = manifest.get("args", {})
+    found = []
+    for other in sorted(run_dir.parent.glob("*/manifest.json")):
+        if other.parent == run_dir:
+            continue
+        try:
+            theirs = read_manifest(other.parent)
+        except SearchError:
+            continue
+        same = (theirs["args"].get("sampler") == "random" and theirs["args"].get("data") == args.get("data")
+                and theirs["space"].get("sha256") == manifest.get("space", {}).get("sha256")
+                and theirs.get("budget") == manifest.get("budget"))
+        if same:
+            sampled = [r for r in read_trials(other.parent) if not r.is_baseline]
+            best = max((r.ap for r in sampled if r.has_ap), default=float("nan"))
+            found.append(f"`{other.parent.name}` (best sampled AP {_fmt(best)} in {len(sampled)} trials)")
+    return found
+
+
 def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = "", told: int = 0,
-              promoted: list[TrialRecord] = ()) -> str:
+              promoted: list[TrialRecord] = (), controls: list[str] = ()) -> str:
     """What the NAS evaluation checklists (Lindauer & Hutter, JMLR 2020) ask a result to state:
     the search's cost, seeds, sampler, the random-search control, the confirmation. `told`: the
     warm-start trials the study was told."""
@@ -98,7 +120,9 @@ def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = ""
              f"- budget `{args.get('budget', '?')}` ({precision}), the same pipeline for every trial, baselines "
              "included",
              "- random-search control: " + ("this run is one" if args.get("sampler") == "random" else
-                                            "none in this run (`--sampler random` runs one)"),
+                                            ", ".join(controls) if controls else
+                                            "none beside this run (`--sampler random` on the same space and "
+                                            "budget runs one)"),
              "- warm start: " + (", ".join(f"`{w}`" for w in args["warm_start"]) + f" ({told} trial(s) told to the "
                                  "study before or beside sampling)" if args.get("warm_start") else "none"),
              "- calibration of the budget on the data: " + _calibration(manifest.get("calibration")),
@@ -190,7 +214,8 @@ def write_report(run_dir: Path) -> dict[str, Path]:
     promoted = read_promoted(run_dir)
     factor = manifest.get("args", {}).get("promote_factor", 4)
     write_text(out["leaderboard"],
-               leaderboard(records, promoted, factor) + checklist(manifest, records, verdict, told, promoted))
+               leaderboard(records, promoted, factor)
+               + checklist(manifest, records, verdict, told, promoted, random_controls(run_dir, manifest)))
     with atomic_output(out["trials"]) as tmp:
         trials_frame(records).to_csv(tmp, index=False)
     pareto_plot(records, out["pareto"])
