@@ -1,15 +1,12 @@
-"""Do TPE and regularized evolution find better necks than random search, and what do Ray and
-Optuna cost per trial?
+"""Do TPE and regularized evolution find better necks than random search?
 
 Runs `--seeds` searches per sampler (random, TPE, evolution) of `--trials` trials on nasfpn_space
-at the proxy budget, one trial at a time with all threads (so that wall time not spent inside
-trials is exactly the Ray/Optuna overhead), no baselines. Prints the best AP found after N trials
-(mean and min..max over seeds) next to the best baseline of runs/baselines (or
-benchmarks/results/baselines), how many trials each sampler needs to reach random search's mean
-best, and the overhead per trial as a share of a trial. Writes
-benchmarks/results/search_efficiency.{md,csv,png}. Searches run seed by seed (every sampler's
-seed 0 first); a finished search is reused and an interrupted one resumed when re-run (the
-overhead figure counts the searches that ran in one go).
+at the proxy budget, one trial at a time with all threads, no baselines. Prints the best AP
+found after N trials (mean and min..max over seeds) next to the best baseline of runs/baselines
+(or benchmarks/results/baselines), and how many trials each sampler needs to reach random
+search's mean best. Writes benchmarks/results/search_efficiency.{md,csv,png}. Searches run seed by seed (every sampler's
+seed 0 first); a finished search is reused and an interrupted one resumed when re-run.
+`benchmarks/trial_overhead.py` measures what Ray and Optuna cost per trial.
 
     python benchmarks/search_efficiency.py --trials 40 --seeds 3
 """
@@ -60,15 +57,12 @@ def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | N
         run_search(opts, resume=run if resumed else None)
         timing.write_text(json.dumps({"wall_seconds": time.perf_counter() - start, "resumed": resumed}))
     records = read_trials(run)
-    measured = json.loads(timing.read_text())
-    wall = measured["wall_seconds"] if not measured.get("resumed") else None
-    inside = sum(r.seconds or 0.0 for r in records)
     best, curve = 0.0, []
     for r in sorted(records, key=lambda r: r.ended):
         if r.state == "complete" and r.metrics.AP is not None:
             best = max(best, r.metrics.AP)
         curve.append(best)
-    return {"sampler": sampler, "seed": seed, "curve": curve, "wall": wall, "inside": inside, "n": len(records),
+    return {"sampler": sampler, "seed": seed, "curve": curve, "n": len(records),
             "states": [r.state for r in records]}
 
 
@@ -141,18 +135,7 @@ def main() -> int:
                           for i in range(min(len(r["curve"]) for r in runs if r["sampler"] == sampler))]
             lines.append(f"- {sampler}: per seed " + ", ".join("never" if n is None else str(n) for n in reached)
                          + f"; mean curve at {trials_to_reach(mean_curve, target) or 'never'}")
-    timed = [r for r in runs if r["wall"] is not None]
-    total_wall = sum(r["wall"] for r in timed)
-    total_inside = sum(r["inside"] for r in timed)
-    n_trials = sum(r["n"] for r in timed)
     pruned = sum(s == "pruned" for r in runs for s in r["states"])
-    if n_trials:
-        per_trial = (total_wall - total_inside) / n_trials
-        mean_trial = total_inside / n_trials
-        lines += ["", f"Ray/Optuna overhead per trial (wall time outside the trial function, {n_trials} trials of "
-                  f"{len(timed)} searches that ran in one go): **{per_trial:.2f} s**, "
-                  f"{per_trial / mean_trial * 100:.1f}% of a mean trial of {mean_trial:.1f} s (goal < 5%). "
-                  f"Excludes the one-time data and backbone preparation."]
     lines += ["", f"{pruned} of {sum(r['n'] for r in runs)} trials were stopped early by ASHA."]
     text = "\n".join(lines) + "\n"
     print(text)

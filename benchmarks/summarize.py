@@ -255,17 +255,14 @@ def proxy_steps(fid: dict) -> list[str]:
 def search_efficiency() -> list[str]:
     md = RESULTS / "search_efficiency.md"
     runs = sorted(p for p in (ROOT / "runs" / "search_efficiency").iterdir() if (p / "trials.jsonl").is_file())
-    records = [json.loads(ln) for p in runs for ln in (p / "trials.jsonl").read_text().splitlines() if ln.strip()]
     created = sorted({json.loads(_read(p / "manifest.json"))["created"][:10] for p in runs})
-    pruned = sum(r["state"] == "pruned" for r in records)
-    # Its last paragraph, the overhead per trial, was measured before Tune reused actors between trials.
-    body = [ln for ln in _body(md) if not ln.startswith("Ray/Optuna overhead per trial")]
     return ["## Search efficiency", "",
-            f"TPE against random search on `nasfpn_space` (runs of {', '.join(created)}, at the proxy as it was "
-            "before its pass-through neck init, so sampled cells score far lower than they would now).", "",
-            *body, "",
-            f"{pruned} of the {len(records)} trials were stopped early. The first 10 trials of both samplers are "
-            "identical by design: TPE starts with Optuna's 10 random start-up trials, drawn from the same seed.", "",
+            f"Random search, TPE and regularized evolution on `nasfpn_space` (runs of {', '.join(created)}, at the "
+            "proxy budget as it is: bf16, pass-through neck init).", "",
+            *_body(md), "",
+            "The first 10 trials of random search and "
+            "TPE are identical by design: TPE starts with Optuna's 10 random start-up trials, drawn from the same "
+            "seed; evolution draws its first 10 (its population) itself.", "",
             "Ray/Optuna overhead per trial, now that Tune reuses its actors: "
             "`python benchmarks/trial_overhead.py --trials 10 --compare runs/search_efficiency/random-s0` prints it "
             "(it writes no result file; the last measurement is in [docs/search.md](../docs/search.md)).", "",
