@@ -132,7 +132,7 @@ def memory_format_steps(session: ProxySession, necks: tuple[str, ...], steps: in
                 held = [dataclasses.replace(b, feats=[f.float().contiguous(memory_format=fmt) for f in b.feats])
                         for b in batches]
                 detector = build_detector(nasfpn.load(neck), session, seed=0).to(memory_format=fmt)
-                r = fit(detector, iter(held), session.locations, steps=len(held), lr=budget.lr, warmup=1,
+                r = fit(detector, iter(held), steps=len(held), lr=budget.lr, warmup=1,
                         device="cpu", train_backbone=False, backbone_lr_scale=0.1, progress=False,
                         precision=resolve(precision, "cpu"))
                 seconds.append(r["train_seconds"])

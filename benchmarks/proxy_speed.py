@@ -32,7 +32,6 @@ from nasfpn.dsl.budget import read_budget
 from nasfpn.proxy.cost import count_flops
 from nasfpn.proxy.data import load_data
 from nasfpn.proxy.loader import Batch, TrainOrder
-from nasfpn.proxy.losses import detection_loss
 from nasfpn.proxy.session import ProxySession
 from nasfpn.proxy.targets import assign_batch
 from nasfpn.proxy.train import build_detector, run_trial
@@ -58,13 +57,9 @@ def training_step_flops(genotype, session: ProxySession, batch: int) -> int:
     detector.backbone.eval()
     first = next(session.train_batches(seed=0, images=False))
     feats = [f.float() for f in first.feats]
-    points = session.locations(first.canvas).points
 
     def step():
-        cls, box, ctr = detector(None, feats)
-        losses = detection_loss(cls.flatten(0, 1), box.flatten(0, 1), ctr.flatten(), points.repeat(batch, 1),
-                                first.cls.flatten(), first.box.flatten(0, 1))
-        losses["total"].backward()
+        detector.loss(detector(None, feats, first.targets), first.targets)["total"].backward()
 
     return count_flops(step)
 
@@ -74,7 +69,7 @@ def in_memory(session: ProxySession) -> ProxySession:
     assigned once for every image (the trainer's data path before streaming)."""
     feats = [torch.from_numpy(np.array(f)) for f in session.train_feats]
     side = session.frame.square
-    locs = session.locations((side, side))
+    locs = session.targets.locations((side, side))
     split = session.data.train
     cls, box = [], []
     for start in range(0, len(split), 256):
@@ -90,7 +85,7 @@ def in_memory(session: ProxySession) -> ProxySession:
         for keys in TrainOrder(len(split), session.budget.batch, session.budget.steps, seed):
             idx = torch.as_tensor([i for i, _ in keys])
             yield Batch(index=idx, scales=ones[:len(idx)], extents=extents[:len(idx)], canvas=(side, side),
-                        cls=cls_all[idx], box=box_all[idx], feats=[f[idx] for f in feats])
+                        targets={"cls": cls_all[idx], "box": box_all[idx]}, feats=[f[idx] for f in feats])
 
     copy = dataclasses.replace(session)
     object.__setattr__(copy, "train_batches", train_batches)

@@ -9,7 +9,7 @@ import pytest
 
 from nasfpn.cli import main
 from nasfpn.dsl import DSLError
-from nasfpn.dsl.budget import FIELDS, Budget, budget_from_dict, budget_names, read_budget
+from nasfpn.dsl.budget import FIELDS, HEAD_FIELDS, Budget, budget_from_dict, budget_names, read_budget
 
 # A value for --set of every field, other than its value in `smoke`, and what it reads as.
 OVERRIDES = {
@@ -20,7 +20,25 @@ OVERRIDES = {
     "backbone_mode": ("frozen", "frozen"), "backbone_steps": ("0", 0), "backbone_warmup": ("0", 0),
     "backbone_lr_scale": ("0.5", 0.5), "augment": ("flip+jitter", "flip+jitter"), "jitter": ("0.5,1.5", (0.5, 1.5)),
     "evals": ("3", 3), "neck_init": ("default", "default"), "precision": ("bf16", "bf16"),
+    # a head that reads every head field, so that each is recorded
+    "head": ("faster_rcnn", "faster_rcnn"), "anchors": ("3", 3), "anchor_scale": ("8", 8.0),
+    "box_loss": ("giou", "giou"), "nms": ("soft", "soft"), "nms_sigma": ("0.3", 0.3),
+    "roi_levels": ("soft", "soft"), "roi_canonical": ("112", 112.0), "proposals": ("50", 50),
+    "consistent_supervision": ("true", True),
+    "supervision_weight": ("0.5", 0.5),
 }
+
+
+def test_a_budget_records_the_head_fields_its_head_reads_and_older_records_read_as_fcos():
+    fcos = read_budget("proxy", ["anchors=3", "roi_levels=soft"])  # fields fcos does not read
+    assert "head" not in fcos.as_dict() and "anchors" not in fcos.as_dict() and "roi_canonical" not in fcos.as_dict()
+    assert fcos.as_dict() == read_budget("proxy").as_dict()
+    retina = read_budget("proxy", ["head=retina", "anchors=3", "roi_levels=soft", "nms=soft"]).as_dict()
+    assert (retina["head"], retina["anchors"], retina["nms"], retina["nms_sigma"]) == ("retina", 3, "soft", 0.5)
+    assert "roi_levels" not in retina and "supervision_weight" not in retina
+    old = {k: v for k, v in read_budget("proxy").as_dict().items() if k != "precision"}  # a record of last year
+    assert budget_from_dict(old, "metrics.json").head == "fcos"
+    assert read_budget("proxy", ["head=faster_rcnn"]).as_dict()["roi_canonical"] == 36.0  # the 128-pixel preset's
 
 
 def test_every_preset_loads_and_full_is_the_proxy_trained_longer_end_to_end():
@@ -97,6 +115,10 @@ def _error(tmp_path, text: str | None, sets: list[str], capsys) -> str:
     (None, ["image_size=8192"], "--set image_size=8192: image_size: expected an integer in 32..4096"),
     (None, ["neck_init=zeros"], "--set neck_init=zeros: neck_init: unknown value 'zeros'"),
     (None, ["jitter=0.5"], "--set jitter=0.5: jitter: expected two numbers [low, high]"),
+    (None, ["head=yolo"], "--set head=yolo: head: unknown value 'yolo'"),
+    (None, ["anchors=4"], "--set anchors=4: anchors: expected one of 1, 3, 6, 9 anchors per location, got 4"),
+    ("consistent_supervision: maybe\n", [], "b.yaml:1: consistent_supervision: expected true or false, got 'maybe'"),
+    ("nms: greedy\n", [], "b.yaml:1: nms: unknown value 'greedy'"),
 ])
 def test_a_malformed_budget_or_set_is_one_located_line(tmp_path, capsys, text, sets, message):
     got = _error(tmp_path, text, sets, capsys)
@@ -114,5 +136,6 @@ def test_metrics_record_the_whole_resolved_budget(smoke):
     from nasfpn.proxy.train import run_trial
 
     m = run_trial(nasfpn.load("fpn"), smoke, measure=False, progress=False)
-    assert m["budget_config"] == smoke.budget.as_dict() and set(m["budget_config"]) == set(FIELDS)
+    assert m["budget_config"] == smoke.budget.as_dict()
+    assert set(m["budget_config"]) == set(FIELDS) - set(HEAD_FIELDS)  # fcos, as every budget was before heads
     assert Budget(**{**smoke.budget.as_dict(), "jitter": tuple(m["budget_config"]["jitter"])}) == smoke.budget

@@ -221,8 +221,8 @@ def test_a_cache_or_output_folder_that_cannot_be_made_is_one_line(tmp_path, caps
 
 
 def test_a_training_that_diverges_is_one_line(tmp_path, capsys, monkeypatch, cache_dir):
-    from nasfpn.proxy import loop
+    from nasfpn.proxy.heads import fcos
 
-    monkeypatch.setattr(loop, "detection_loss", lambda *args: {"total": torch.tensor(float("nan"))})
+    monkeypatch.setattr(fcos, "detection_loss", lambda *args: {"total": torch.tensor(float("nan"))})
     _one_line_exit_2(capsys, ["train", "--neck", "fpn", "--budget", "smoke", "--out", str(tmp_path / "run"),
                               "--cache", str(cache_dir), "--no-progress"], "loss became nan")

@@ -48,7 +48,7 @@ def test_predict_moves_device_outputs_off_the_device_before_numpy(smoke):
     forward = detector.forward
 
     def on_device(*args, **kwargs):
-        return tuple(t.as_subclass(OnDevice) for t in forward(*args, **kwargs))
+        return {k: t.as_subclass(OnDevice) for k, t in forward(*args, **kwargs).items()}
 
     detector.forward = on_device
     tagged = predict(detector, smoke, limit=8)

@@ -305,10 +305,12 @@ def test_budget_field_table_is_every_field():
     rows = {r[0].strip("`"): r for r in _table(ROOT / "docs" / "proxy.md", "Budget files")}
     assert list(rows) == list(FIELDS), "docs/proxy.md's field table and nasfpn/dsl/budget.py's FIELDS differ"
     for name, row in rows.items():
-        default = Budget("x").as_dict()[name] if name != "name" else None
+        default = getattr(Budget("x"), name) if name != "name" else None
         if default is not None:
             shown = row[1].strip("`")
-            assert shown == (str(default) if not isinstance(default, list) else ", ".join(map(str, default))), name
+            if isinstance(default, bool):
+                default = str(default).lower()
+            assert shown == (str(default) if not isinstance(default, tuple) else ", ".join(map(str, default))), name
 
 
 @pytest.mark.slow

@@ -48,7 +48,6 @@ def scoring_for(args, levels, budget: Budget, remote=None) -> Scoring:
     RemoteRuns): the driver checks the data, a task with a run's resources prepares the caches,
     and each run is a Ray task."""
     from ..proxy.data import load_data
-    from ..proxy.precision import resolve
     from ..proxy.train import run_trial
 
     if remote is None:
@@ -61,8 +60,7 @@ def scoring_for(args, levels, budget: Budget, remote=None) -> Scoring:
                 except TrainingDiverged as err:
                     yield index, {"diverged": str(err)}
 
-        return Scoring(budget, session.data.name, session.backbone_fingerprint,
-                       resolve(budget.precision, session.device).name, here)
+        return Scoring(budget, session.data.name, session.backbone_fingerprint, session.precision, here)
     spec = session_spec(args, levels, budget)
     data = load_data(spec.data, budget.image_size, budget.train_images, budget.val_images, spec.data_seed, spec.cache)
     prepared = remote.prepare(spec)

@@ -127,12 +127,18 @@ class PyramidGraph(nn.Module):
         self.aggregate = get("aggregate", g.cell.aggregate).build(aggregate_site(g, channels))
 
     def forward(self, inputs: List[Tensor]) -> List[Tensor]:
+        return self.run(inputs)[0]
+
+    def run(self, inputs: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+        """The outputs and the laterals: the stem's features of every level, before any cell
+        (what AugFPN's consistent supervision supervises)."""
         feats, stem_feats = self.stem(inputs)
+        laterals = feats
         stacks: List[List[Tensor]] = []
         for cell in self.cells:
             feats = cell(feats, stem_feats)
             stacks.append(feats)
-        return self.aggregate(stacks)
+        return self.aggregate(stacks), laterals
 
 
 class Neck(nn.Module):
@@ -165,6 +171,11 @@ class Neck(nn.Module):
             raise ValueError(f"{self.genotype.name}: expected {len(self.in_channels)} backbone maps "
                              f"(built with in_channels={self.in_channels}), got {len(inputs)}")
         return tuple(self.graph(list(inputs)))
+
+    def with_laterals(self, inputs: Sequence[Tensor]) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
+        """The outputs and the laterals (see PyramidGraph.run)."""
+        outs, laterals = self.graph.run(list(inputs))
+        return tuple(outs), tuple(laterals)
 
 
 def build_neck(g: Genotype, in_channels: Sequence[int], out_channels: int | None = None) -> Neck:

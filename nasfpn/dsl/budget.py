@@ -23,11 +23,18 @@ SCHEDULES = ("cosine", "constant")              # after the linear warmup
 AUGMENTS = ("none", "flip", "jitter", "flip+jitter")
 NECK_INITS = ("default", "passthrough")         # PyTorch's init; every merge starts as a pass-through
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")    # auto: bf16 where the device has it natively, else fp32
+HEADS = ("fcos", "retina", "faster_rcnn", "cornernet")  # proxy/heads/: one module each
+ANCHORS = (1, 3, 6, 9)                          # per location: 1 or 3 aspect ratios x 1, 2 or 3 octave scales
+BOX_LOSSES = ("smooth_l1", "giou")              # of anchor-based box regression (fcos regresses with giou)
+NMS_KINDS = ("hard", "soft")                    # soft: Gaussian Soft-NMS
+ROI_LEVELS = ("fpn", "adaptive_max", "soft")    # FPN's level mapping, PANet's adaptive pooling, AugFPN's soft selection
 MAX_BASE_DEPTH = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Budget:
+    """Two budgets are equal when they train the same way: equal `as_dict()`."""
+
     name: str
     image_size: int = 128          # the long side; aspect ratio kept, padded to the coarsest stride
     train_images: int = 16384      # a deterministic subset of the train split (all, when fewer)
@@ -50,6 +57,18 @@ class Budget:
     evals: int = 4                 # evaluation points (for early stopping); the last is at `steps`
     neck_init: str = "default"
     precision: str = "fp32"        # autocast of the trial's forward pass (proxy/precision.py)
+    # the head the necks are scored under (proxy/heads/); see HEAD_FIELDS for when each is recorded
+    head: str = "fcos"
+    anchors: int = 9
+    anchor_scale: float = 4.0      # the smallest anchor's side in strides of its level (RetinaNet's 4)
+    box_loss: str = "smooth_l1"
+    nms: str = "hard"
+    nms_sigma: float = 0.5         # Soft-NMS: scores decay by exp(-IoU^2 / sigma)
+    roi_levels: str = "fpn"
+    roi_canonical: float = 224.0   # FPN's mapping: a box of this side goes to P4
+    proposals: int = 1000          # faster_rcnn: RoIs per image after the RPN's NMS (of twice as many)
+    consistent_supervision: bool = False
+    supervision_weight: float = 0.25  # of the auxiliary losses on the laterals
 
     @property
     def end_to_end(self) -> bool:
@@ -59,10 +78,43 @@ class Budget:
     def augments(self) -> tuple[str, ...]:
         return () if self.augment == "none" else tuple(self.augment.split("+"))
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Budget) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, str(v)) for k, v in self.as_dict().items())))
+
     def as_dict(self) -> dict:
+        """Every field that decides how a neck trains: of the head's fields, those its head reads,
+        and `head`, `nms` and `consistent_supervision` only where they are not what every budget
+        was before they existed, so that budgets of the same effect (and older records) compare
+        equal."""
         out = asdict(self)
         out["jitter"] = list(self.jitter)
+        for key, used in HEAD_FIELDS.items():
+            if not used(self) or (key in _IMPLIED and out[key] == getattr(Budget, key)):
+                del out[key]
         return out
+
+
+def _anchored(b: Budget) -> bool:
+    return b.head in ("retina", "faster_rcnn")
+
+
+_IMPLIED = ("head", "nms", "consistent_supervision")
+HEAD_FIELDS: dict[str, Callable[[Budget], bool]] = {
+    "head": lambda b: True,
+    "anchors": _anchored,
+    "anchor_scale": _anchored,
+    "box_loss": _anchored,
+    "nms": lambda b: True,
+    "nms_sigma": lambda b: b.nms == "soft",
+    "roi_levels": lambda b: b.head == "faster_rcnn",
+    "roi_canonical": lambda b: b.head == "faster_rcnn",
+    "proposals": lambda b: b.head == "faster_rcnn",
+    "consistent_supervision": lambda b: True,
+    "supervision_weight": lambda b: b.consistent_supervision,
+}
 
 
 @dataclass(frozen=True)
@@ -108,6 +160,21 @@ def _choice(options: Sequence[str]) -> Callable[[Any], str]:
             raise ValueError(f"unknown value {describe(value)}" + did_you_mean(value, options))
         return value
     return read
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {describe(value)}")
+    return value
+
+
+def _anchor_count(value: Any) -> int:
+    count = _integer(1, 9)(value)
+    if count not in ANCHORS:
+        raise ValueError(f"expected one of {', '.join(map(str, ANCHORS))} anchors per location, got {count}")
+    return count
 
 
 def _text(value: Any) -> str:
@@ -165,6 +232,25 @@ FIELDS: dict[str, Field] = {
     "precision": Field(f"{' | '.join(PRECISIONS)}: autocast of the trial's forward pass (auto: bf16 on a CPU "
                        "or GPU that computes it natively, else fp32 on a CPU and fp16 on a GPU; fp16 needs CUDA)",
                        _choice(PRECISIONS)),
+    "head": Field(f"{' | '.join(HEADS)}: the detection head every neck is scored under", _choice(HEADS)),
+    "anchors": Field("anchors per location, retina and faster_rcnn: 1 | 3 (ratios 1:2, 1:1, 2:1) | 6 | 9 "
+                     "(x 2 or 3 octave scales)", _anchor_count),
+    "anchor_scale": Field("the smallest anchor's side in strides of its level (retina, faster_rcnn)",
+                          _number(0.0, 64.0, positive=True)),
+    "box_loss": Field(f"{' | '.join(BOX_LOSSES)}: box regression of retina and faster_rcnn", _choice(BOX_LOSSES)),
+    "nms": Field(f"{' | '.join(NMS_KINDS)}: duplicate removal of the detections (soft: Gaussian Soft-NMS)",
+                 _choice(NMS_KINDS)),
+    "nms_sigma": Field("Soft-NMS: a score decays by exp(-IoU^2 / sigma)", _number(0.0, 10.0, positive=True)),
+    "roi_levels": Field("faster_rcnn, where a RoI is pooled from: fpn (one level, k = floor(4 + log2(sqrt(wh) / "
+                        "roi_canonical))) | adaptive_max (every level, max-fused: PANet) | soft (every level, "
+                        "fused with learned weights: AugFPN)", _choice(ROI_LEVELS)),
+    "roi_canonical": Field("faster_rcnn with roi_levels fpn: the box side mapped to P4 (FPN: 224 on 800-pixel "
+                           "images)", _number(1.0, 10000.0)),
+    "proposals": Field("faster_rcnn: proposals per image the RPN keeps after its NMS (of twice as many "
+                       "candidates)", _integer(1, 100_000)),
+    "consistent_supervision": Field("auxiliary detection losses on the neck's laterals, summed with the main "
+                                    "loss before the one backward (AugFPN)", _flag),
+    "supervision_weight": Field("the weight of the auxiliary losses", _number(0.0, 10.0)),
 }
 assert set(FIELDS) == {f.name for f in fields(Budget)}, "every Budget field is described in FIELDS"
 
@@ -303,5 +389,6 @@ def with_fields(budget: Budget, **values: Any) -> Budget:
     return _build({**budget.as_dict(), **values}, lambda key: ("<budget>", None))
 
 
-__all__ = ["AUGMENTS", "BACKBONES", "BACKBONE_MODES", "Budget", "FIELDS", "NECK_INITS", "SCHEDULES",
+__all__ = ["ANCHORS", "AUGMENTS", "BACKBONES", "BACKBONE_MODES", "BOX_LOSSES", "Budget", "FIELDS", "HEADS",
+           "HEAD_FIELDS", "NECK_INITS", "NMS_KINDS", "ROI_LEVELS", "SCHEDULES",
            "budget_dir", "budget_from_dict", "budget_names", "parse_set", "read_budget", "with_fields"]

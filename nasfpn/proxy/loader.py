@@ -2,8 +2,8 @@
 
 Each item is read, resized (long side to the budget's `image_size`, aspect ratio kept) and
 augmented in the loader's worker processes; the collate step pads a batch bottom-right to a
-canvas that is a multiple of the coarsest stride and assigns its FCOS targets there, also in the
-workers. With cached features (array_cache.py) an item is its rows of the memory-mapped arrays
+canvas that is a multiple of the coarsest stride and makes its head's targets there (heads/), also
+in the workers. With cached features (array_cache.py) an item is its rows of the memory-mapped arrays
 instead, on the square canvas the features were computed on.
 
 What a batch holds depends only on the seed, the step and the item: not on the number of
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .data import DataError, Split
-from .targets import Locations, assign_batch, level_ranges, locations, strides_for
 
 
 @dataclass(frozen=True)
@@ -47,20 +46,6 @@ class Frame:
         return self._up(h), self._up(w)
 
 
-class LocationTable:
-    """Locations of each canvas size met so far (a handful: batches share a few shapes)."""
-
-    def __init__(self, levels: Sequence[int]):
-        self.strides = strides_for(levels)
-        self.ranges = level_ranges(self.strides)
-        self.table: dict[tuple[int, int], Locations] = {}
-
-    def __call__(self, canvas: tuple[int, int]) -> Locations:
-        if canvas not in self.table:
-            self.table[canvas] = locations(canvas, self.strides, self.ranges)
-        return self.table[canvas]
-
-
 def resize(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """uint8 (3, H, W) -> uint8 (3, h, w), bilinear with antialiasing."""
     if image.shape[-2:] == (h, w):
@@ -82,17 +67,16 @@ class Batch:
     scales: torch.Tensor                   # (B,) float64: network frame = original * scale
     extents: torch.Tensor                  # (B, 2) w, h of each resized image inside the canvas
     canvas: tuple[int, int]
-    cls: Optional[torch.Tensor]            # (B, L) class per location (num_classes = background)
-    box: Optional[torch.Tensor]            # (B, L, 4) the box each location regresses
+    targets: Optional[dict[str, torch.Tensor]]  # the head's, on the canvas (training batches)
     images: Optional[torch.Tensor] = None  # uint8 (B, 3, H, W)
     feats: Optional[list[torch.Tensor]] = None  # fp16 backbone features on the square canvas
     boxes: list[np.ndarray] = field(default_factory=list)  # in the network frame
 
     def pin_memory(self) -> "Batch":
-        for name in ("cls", "box", "images"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.pin_memory())
+        if self.targets is not None:
+            self.targets = {k: v.pin_memory() for k, v in self.targets.items()}
+        if self.images is not None:
+            self.images = self.images.pin_memory()
         if self.feats is not None:
             self.feats = [f.pin_memory() for f in self.feats]
         return self
@@ -144,14 +128,12 @@ class Items(torch.utils.data.Dataset):
 
 
 class Collate:
-    """Pads a batch to its canvas and assigns FCOS targets on it (runs in the loader's workers);
-    `num_classes` None: no targets (a batch only read through the backbone). `locations`: a
-    session's table, so that canvases met before are not laid out again."""
+    """Pads a batch to its canvas and makes its head's targets there (runs in the loader's
+    workers): `targets(canvas, boxes, labels)`, None for a batch without targets (evaluation, or
+    one only read through the backbone)."""
 
-    def __init__(self, frame: Frame, levels: Sequence[int], num_classes: Optional[int], square: bool,
-                 locations: Optional[LocationTable] = None):
-        self.frame, self.num_classes, self.square = frame, num_classes, square
-        self.locations = locations or LocationTable(levels)
+    def __init__(self, frame: Frame, targets: Optional[Callable], square: bool):
+        self.frame, self.targets, self.square = frame, targets, square
 
     def __call__(self, items: list[dict]) -> Batch | str:
         for item in items:
@@ -161,14 +143,14 @@ class Collate:
             canvas = (self.frame.square, self.frame.square)
         else:
             canvas = self.frame.pad(max(it["extent"][1] for it in items), max(it["extent"][0] for it in items))
-        cls = box = None
-        if self.num_classes is not None:
-            cls, box = assign_batch(self.locations(canvas), [torch.from_numpy(it["boxes"]) for it in items],
-                                    [torch.from_numpy(it["labels"]) for it in items], self.num_classes)
+        targets = None
+        if self.targets is not None:
+            targets = self.targets(canvas, [torch.from_numpy(it["boxes"]) for it in items],
+                                   [torch.from_numpy(it["labels"]) for it in items])
         batch = Batch(index=torch.as_tensor([it["index"] for it in items]),
                       scales=torch.as_tensor([it["scale"] for it in items], dtype=torch.float64),
                       extents=torch.as_tensor([it["extent"] for it in items], dtype=torch.float32),
-                      canvas=canvas, cls=cls, box=box, boxes=[it["boxes"] for it in items])
+                      canvas=canvas, targets=targets, boxes=[it["boxes"] for it in items])
         if "image" in items[0]:
             images = torch.zeros(len(items), 3, *canvas, dtype=torch.uint8)
             for k, it in enumerate(items):

@@ -13,10 +13,8 @@ from tqdm import tqdm
 
 from ..errors import NasfpnError
 from .loader import Batch
-from .losses import detection_loss
 from .model import Detector
 from .precision import Precision, resolve
-from .targets import Locations
 
 
 class TrainingDiverged(NasfpnError, RuntimeError):
@@ -63,29 +61,34 @@ def _parameter_groups(detector: Detector, lr: float, train_backbone: bool, backb
     return groups
 
 
-def head_outputs(detector: Detector, batch: Batch, device: str, precision: Precision) -> tuple:
-    """The head's class logits, box distances and centerness logits for a batch, in fp32: its
-    images or features copied to `device` (without blocking, from pinned memory on CUDA), the
-    forward pass under `precision`'s autocast."""
+def _fp32(out):
+    if isinstance(out, dict):
+        return {k: _fp32(v) for k, v in out.items()}
+    return out.float() if out.is_floating_point() else out
+
+
+def head_outputs(detector: Detector, batch: Batch, device: str, precision: Precision,
+                 targets: Optional[dict] = None) -> dict:
+    """The head's predictions for a batch, in fp32: its images or features copied to `device`
+    (without blocking, from pinned memory on CUDA), the forward pass under `precision`'s autocast."""
     non_blocking = device.startswith("cuda")
     images = (detector.normalize(batch.images.to(device, non_blocking=non_blocking))
               if batch.images is not None else None)
     feats = ([f.to(device, non_blocking=non_blocking).float() for f in batch.feats]
              if batch.feats is not None else None)
     with precision.autocast():
-        cls, box, ctr = detector(images, feats)
-    return cls.float(), box.float(), ctr.float()
+        out = detector(images, feats, targets)
+    return _fp32(out)
 
 
-def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple[int, int]], Locations],
-        steps: int, lr: float, warmup: int, device: str, train_backbone: bool, backbone_lr_scale: float,
-        schedule: str = "cosine", desc: str = "training", progress: bool = True,
-        on_eval: Optional[Callable[[int], None]] = None, eval_steps: tuple[int, ...] = (),
+def fit(detector: Detector, batches: Iterable[Batch], steps: int, lr: float, warmup: int, device: str,
+        train_backbone: bool, backbone_lr_scale: float, schedule: str = "cosine", desc: str = "training",
+        progress: bool = True, on_eval: Optional[Callable[[int], None]] = None, eval_steps: tuple[int, ...] = (),
         precision: Optional[Precision] = None) -> dict:
-    """Train for `steps` batches of `batches` (see loader.py); `locations(canvas)` gives the
-    points a batch's targets were assigned on. `on_eval(step)` is called at each of `eval_steps`
-    and may raise EarlyStop. The forward pass runs under `precision`'s autocast, the losses in
-    fp32 on its outputs. Returns timing and the last losses."""
+    """Train for `steps` batches of `batches` (see loader.py), each with its head's targets.
+    `on_eval(step)` is called at each of `eval_steps` and may raise EarlyStop. The forward pass
+    runs under `precision`'s autocast, the losses in fp32 on its outputs. Returns timing and the
+    last losses."""
     precision = precision or resolve("fp32", device)
     scaler = precision.scaler()
     detector.to(device).train()
@@ -93,7 +96,6 @@ def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple
     detector.backbone_frozen = not train_backbone
     optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps, warmup, schedule))
-    points: dict[tuple[int, int], torch.Tensor] = {}
     non_blocking = device.startswith("cuda")
     bar = tqdm(total=steps, desc=desc, disable=not progress, unit="step", dynamic_ncols=True, leave=False)
     start = time.perf_counter()
@@ -104,14 +106,8 @@ def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple
         for step, batch in zip(range(steps), batches):
             if first_step_at is None:
                 first_step_at = time.time()
-            if batch.canvas not in points:
-                points[batch.canvas] = locations(batch.canvas).points.to(device)
-            cls, box, ctr = head_outputs(detector, batch, device, precision)
-            b = cls.shape[0]
-            losses = detection_loss(cls.flatten(0, 1), box.flatten(0, 1), ctr.flatten(),
-                                    points[batch.canvas].repeat(b, 1),
-                                    batch.cls.to(device, non_blocking=non_blocking).flatten(),
-                                    batch.box.to(device, non_blocking=non_blocking).flatten(0, 1))
+            targets = {k: v.to(device, non_blocking=non_blocking) for k, v in batch.targets.items()}
+            losses = detector.loss(head_outputs(detector, batch, device, precision, targets), targets)
             total = losses["total"]
             if not torch.isfinite(total):
                 raise TrainingDiverged(f"loss became {float(total)} at step {step}")
@@ -122,7 +118,7 @@ def fit(detector: Detector, batches: Iterable[Batch], locations: Callable[[tuple
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            seen += b
+            seen += len(batch.index)
             last = {k: float(v.detach()) for k, v in losses.items()}
             if progress:
                 rate = seen / max(time.perf_counter() - start, 1e-9)

@@ -1,5 +1,6 @@
-"""Detection losses: sigmoid focal loss for classes, GIoU for boxes, BCE for centerness. They are
-summed and back-propagated once (tests/test_loss_sum.py shows that equals separate backwards)."""
+"""The losses and box arithmetic the heads share: sigmoid focal loss, GIoU, smooth L1, centerness.
+A head sums its losses and they are back-propagated once (tests/test_loss_sum.py shows that equals
+separate backwards)."""
 
 from __future__ import annotations
 
@@ -40,20 +41,7 @@ def centerness(points: Tensor, boxes: Tensor) -> Tensor:
     return torch.sqrt((lr.min(1).values / lr.max(1).values) * (tb.min(1).values / tb.max(1).values))
 
 
-def detection_loss(cls_logits: Tensor, box_dist: Tensor, ctr_logits: Tensor, points: Tensor,
-                   target_cls: Tensor, target_box: Tensor) -> dict[str, Tensor]:
-    """All inputs flattened over (batch, locations). Returns each loss and their sum, `total`."""
-    num_classes = cls_logits.shape[-1]
-    pos = target_cls < num_classes
-    num_pos = max(float(pos.sum()), 1.0)
-    onehot = F.one_hot(target_cls, num_classes + 1)[:, :num_classes].to(cls_logits.dtype)
-    cls = focal_loss(cls_logits, onehot) / num_pos
-    if pos.any():
-        pts = points[pos]
-        ctr_target = centerness(pts, target_box[pos])
-        pred_boxes = boxes_from_distances(pts, box_dist[pos])
-        box = (giou_loss(pred_boxes, target_box[pos]) * ctr_target).sum() / ctr_target.sum().clamp(min=1e-6)
-        ctr = F.binary_cross_entropy_with_logits(ctr_logits[pos], ctr_target, reduction="sum") / num_pos
-    else:
-        box = ctr = box_dist.sum() * 0 + ctr_logits.sum() * 0
-    return {"cls": cls, "box": box, "ctr": ctr, "total": cls + box + ctr}
+def smooth_l1(pred: Tensor, target: Tensor, beta: float = 1.0 / 9) -> Tensor:
+    """Per-element smooth L1 (Huber with a quadratic zone of half-width `beta`)."""
+    diff = (pred - target).abs()
+    return torch.where(diff < beta, 0.5 * diff ** 2 / beta, diff - 0.5 * beta)

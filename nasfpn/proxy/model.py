@@ -1,4 +1,4 @@
-"""The proxy detector: backbone -> neck (any genotype) -> dense head."""
+"""The proxy detector: backbone -> neck (any genotype) -> the budget's head (heads/)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from torch import Tensor, nn
 
 from ..compile import build_neck
 from ..dsl import Genotype, from_dict
+from ..dsl.budget import Budget
 from .backbones import normalize
-from .head import DenseHead
+from .heads import build_head
 
 
 def plain_laterals(levels: Sequence[str] = ("P3", "P4", "P5", "P6", "P7")) -> Genotype:
@@ -25,8 +26,12 @@ def plain_laterals(levels: Sequence[str] = ("P3", "P4", "P5", "P6", "P7")) -> Ge
 
 
 class Detector(nn.Module):
+    """`budget` picks the head and its settings (FCOS when None) and whether the laterals are
+    supervised too (AugFPN's consistent supervision, while training)."""
+
     def __init__(self, genotype: Genotype, num_classes: int, width: int, head_depth: int,
-                 backbone: Optional[nn.Module] = None, backbone_channels: Sequence[int] = (64, 128, 256)):
+                 backbone: Optional[nn.Module] = None, backbone_channels: Sequence[int] = (64, 128, 256),
+                 budget: Optional[Budget] = None):
         super().__init__()
         self.backbone = backbone
         self.backbone_frozen = False  # set by the training loop: then its first pass records no graph
@@ -34,7 +39,8 @@ class Detector(nn.Module):
         channels = backbone.out_channels if backbone is not None else list(backbone_channels)
         self.neck = build_neck(genotype, channels, width)
         self.strides = [2 ** lv for lv in genotype.levels]
-        self.head = DenseHead(width, num_classes, self.strides, depth=head_depth)
+        self.head = build_head(budget, width, num_classes, genotype.levels, head_depth)
+        self.supervision_weight = budget.supervision_weight if budget and budget.consistent_supervision else 0.0
 
     @property
     def recursive(self) -> bool:
@@ -43,23 +49,41 @@ class Detector(nn.Module):
     def normalize(self, images_uint8: Tensor) -> Tensor:
         return normalize(images_uint8, self.backbone)
 
-    def pyramid(self, images: Optional[Tensor] = None, feats: Optional[List[Tensor]] = None) -> tuple:
+    def pyramid(self, images: Optional[Tensor] = None, feats: Optional[List[Tensor]] = None,
+                laterals: bool = False) -> tuple:
         """Neck outputs from normalized images, or from precomputed backbone features (the first
-        pass of a recursive neck can use them; its later passes need the images)."""
+        pass of a recursive neck can use them; its later passes need the images); with
+        `laterals`, (outputs, the first pass's laterals)."""
         if feats is None:
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
                 feats = self.backbone(images)
             if self.round_features:
                 feats = [f.half().float() for f in feats]
-        outs = self.neck(feats)
+        outs, lateral_feats = self.neck.with_laterals(feats) if laterals else (self.neck(feats), ())
         if self.neck.feedback is not None:
             for _ in range(self.neck.feedback.steps - 1):
                 again = self.backbone(images, feedback=self.neck.feedback.signals(outs))
                 outs = tuple(self.neck.feedback.merge(self.neck(again), outs))
-        return outs
+        return (outs, lateral_feats) if laterals else outs
 
-    def forward(self, images: Optional[Tensor] = None, feats: Optional[List[Tensor]] = None):
-        return self.head(self.pyramid(images, feats))
+    def forward(self, images: Optional[Tensor] = None, feats: Optional[List[Tensor]] = None,
+                targets: Optional[dict] = None) -> dict:
+        """The head's predictions; while training with consistent supervision, those on the
+        laterals too, under `aux`."""
+        if self.supervision_weight > 0 and self.training:
+            outs, laterals = self.pyramid(images, feats, laterals=True)
+            return {**self.head(outs, targets), "aux": self.head(laterals, targets)}
+        return self.head(self.pyramid(images, feats), targets)
+
+    def loss(self, out: dict, targets: dict) -> dict[str, Tensor]:
+        """The head's losses and their sum `total`; with consistent supervision, plus the weighted
+        losses on the laterals (`aux_*`), all in the one sum that is back-propagated once."""
+        losses = self.head.loss(out, targets)
+        if "aux" in out:
+            aux = self.head.loss(out["aux"], targets)
+            losses = {**losses, **{f"aux_{k}": v for k, v in aux.items()},
+                      "total": losses["total"] + self.supervision_weight * aux["total"]}
+        return losses
 
 
 def count_model(detector: Detector) -> dict[str, int]:

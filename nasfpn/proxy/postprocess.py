@@ -1,12 +1,11 @@
-"""From head outputs to detections: scores, top-k, boxes, class-wise NMS (plain torch)."""
+"""Duplicate removal shared by every head: greedy (hard) NMS and Gaussian Soft-NMS (Bodla et al.,
+ICCV 2017), class-wise in one pass (plain torch and NumPy)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import Tensor
-
-from .losses import boxes_from_distances
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, max_keep: int | None = None) -> Tensor:
@@ -43,22 +42,40 @@ def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: fl
     return nms(boxes + offset, scores, iou_threshold, max_keep)
 
 
-def decode(cls_logits: Tensor, box_dist: Tensor, ctr_logits: Tensor, points: Tensor,
-           score_threshold: float = 0.05, pre_nms: int = 1000, iou_threshold: float = 0.6,
-           max_detections: int = 100, extents: Tensor | None = None) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Per image: (boxes xyxy, scores, labels), clamped to the image's (w, h) in `extents`."""
-    results = []
-    num_classes = cls_logits.shape[-1]
-    for i, (c, b, t) in enumerate(zip(cls_logits, box_dist, ctr_logits)):
-        scores = torch.sqrt(torch.sigmoid(c) * torch.sigmoid(t)[:, None]).flatten()
-        keep = scores > score_threshold
-        idx = keep.nonzero().flatten()
-        if len(idx) > pre_nms:
-            idx = idx[scores[idx].topk(pre_nms).indices]
-        loc, label = idx // num_classes, idx % num_classes
-        boxes = boxes_from_distances(points[loc], b[loc])
-        if extents is not None:
-            boxes = torch.minimum(boxes.clamp(min=0), extents[i].repeat(2))
-        kept = batched_nms(boxes, scores[idx], label, iou_threshold, max_detections)
-        results.append((boxes[kept], scores[idx][kept], label[kept]))
-    return results
+def soft_nms(boxes: Tensor, scores: Tensor, sigma: float, max_keep: int | None = None,
+             min_score: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """Gaussian Soft-NMS: repeatedly keep the highest-scoring box and decay every other box's score
+    by exp(-IoU^2 / sigma); a box whose score falls below `min_score` is dropped. Returns the kept
+    indices in the order kept (highest decayed score first) and their decayed scores. Scores only
+    decay, so the first `max_keep` kept are the `max_keep` best at the end: it stops there."""
+    x1, y1, x2, y2 = boxes.detach().cpu().double().numpy().T
+    current = scores.detach().cpu().double().numpy().copy()
+    area = (x2 - x1) * (y2 - y1)
+    alive = current >= min_score
+    keep: list[int] = []
+    kept_scores: list[float] = []
+    while alive.any() and (max_keep is None or len(keep) < max_keep):
+        i = int(np.flatnonzero(alive)[current[alive].argmax()])
+        keep.append(i)
+        kept_scores.append(current[i])
+        alive[i] = False
+        w = np.maximum(np.minimum(x2[i], x2) - np.maximum(x1[i], x1), 0)
+        h = np.maximum(np.minimum(y2[i], y2) - np.maximum(y1[i], y1), 0)
+        inter = w * h
+        iou = inter / np.maximum(area[i] + area - inter, 1e-9)
+        current = np.where(alive, current * np.exp(-iou ** 2 / sigma), current)
+        alive &= current >= min_score
+    index = torch.as_tensor(keep, dtype=torch.long).to(boxes.device)
+    return index, torch.as_tensor(kept_scores, dtype=scores.dtype).to(scores.device)
+
+
+def suppress(boxes: Tensor, scores: Tensor, labels: Tensor, kind: str, iou_threshold: float, sigma: float,
+             max_keep: int) -> tuple[Tensor, Tensor]:
+    """Class-wise `kind` NMS (hard | soft): the kept indices and their (soft: decayed) scores."""
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device), scores[:0]
+    if kind == "hard":
+        kept = batched_nms(boxes, scores, labels, iou_threshold, max_keep)
+        return kept, scores[kept]
+    offset = labels.to(boxes.dtype)[:, None] * (boxes.max() + 1)
+    return soft_nms(boxes + offset, scores, sigma, max_keep)

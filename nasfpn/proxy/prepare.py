@@ -20,7 +20,8 @@ from .array_cache import ArrayWriter, cached_arrays, locked
 from .backbones import new_backbone, normalize, read_weights
 from .cache import load_checked, save_checked
 from .data import DetectionData, Split
-from .loader import Collate, Frame, InOrder, Items, LocationTable, TrainOrder, batches
+from .heads.fcos import FcosTargets
+from .loader import Collate, Frame, InOrder, Items, TrainOrder, batches
 from .loop import fit
 from .model import Detector, plain_laterals
 
@@ -57,7 +58,8 @@ def shared_backbone(data: DetectionData, budget: Budget, seed: int, device: str,
 
 
 def pretrain(data: DetectionData, budget: Budget, seed: int, device: str, progress: bool, workers: int) -> dict:
-    """Backbone + the neutral plain-laterals neck + head trained on the train split."""
+    """Backbone + the neutral plain-laterals neck + the FCOS head trained on the train split
+    (whatever head the trials score under: one backbone for every head)."""
     torch.manual_seed(seed)
     genotype = plain_laterals()
     backbone = new_backbone(budget.backbone, finetune=False)  # from scratch: batch norm and every stage train
@@ -65,10 +67,10 @@ def pretrain(data: DetectionData, budget: Budget, seed: int, device: str, progre
     frame = Frame(budget.image_size, max(2 ** lv for lv in genotype.levels))
     # augmented as the trials are (the presets, whose features are cached, augment nothing)
     items = Items(data.train, frame, images=True, augment=budget.augments, jitter=budget.jitter)
-    collate = Collate(frame, genotype.levels, len(data.classes), square=False)
+    collate = Collate(frame, FcosTargets(genotype.levels, len(data.classes)), square=False)
     stream = batches(items, TrainOrder(len(data.train), budget.batch, budget.backbone_steps, seed), collate,
                      workers, pin=device.startswith("cuda"))
-    fit(detector, stream, LocationTable(genotype.levels), steps=budget.backbone_steps, lr=budget.lr,
+    fit(detector, stream, steps=budget.backbone_steps, lr=budget.lr,
         warmup=budget.backbone_warmup, device=device, train_backbone=True, backbone_lr_scale=1.0,
         desc="pretraining the shared backbone", progress=progress)
     return {k: v.detach().cpu() for k, v in detector.backbone.state_dict().items()}
@@ -93,7 +95,7 @@ def _write_features(out: ArrayWriter, name: str, split: Split, budget: Budget, l
     shapes = feature_shapes(budget, levels, backbone.out_channels)
     arrays = [out.create(f"{name}{k}", (len(split), *shape), np.float16) for k, shape in enumerate(shapes)]
     frame = Frame(budget.image_size, 2 ** max(levels))
-    collate = Collate(frame, levels, None, square=True)
+    collate = Collate(frame, None, square=True)
     for batch in batches(Items(split, frame, images=True), InOrder(len(split), FEATURE_BATCH), collate, workers,
                          pin=device.startswith("cuda")):
         feats = backbone(normalize(batch.images.to(device), backbone))

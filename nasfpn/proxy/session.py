@@ -14,7 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -24,7 +24,8 @@ from .backbones import out_channels
 from .cache import cache_dir
 from .cost import deterministic_cublas
 from .data import ArrayImages, DetectionData, Split, load_data
-from .loader import Batch, Collate, Frame, InOrder, Items, LocationTable, TrainOrder, batches
+from .heads import target_maker
+from .loader import Batch, Collate, Frame, InOrder, Items, TrainOrder, batches
 from .prepare import feature_bytes, fingerprint, frozen_features, shared_backbone
 
 DEFAULT_CACHE_LIMIT_GB = 20.0
@@ -70,11 +71,11 @@ class ProxySession:
     workers: int
     feature_source: str                           # "disk cache", "live (over the cache limit)", "live", ...
     spec: Optional[SessionSpec] = None
-    locations: LocationTable = field(default=None)  # type: ignore[assignment]
+    targets: Callable = field(default=None)  # type: ignore[assignment]  # the head's target maker
 
     def __post_init__(self) -> None:
-        if self.locations is None:
-            object.__setattr__(self, "locations", LocationTable(self.levels))
+        if self.targets is None:
+            object.__setattr__(self, "targets", target_maker(self.budget, self.levels, len(self.data.classes)))
 
     @classmethod
     def open(cls, data: str, budget: Budget, levels: Sequence[int] = (3, 4, 5, 6, 7), backbone_seed: int = 0,
@@ -116,6 +117,13 @@ class ProxySession:
         return cls(data, budget, device, levels, state, train_feats, val_feats, backbone_seed, state_fingerprint,
                    image_workers, source, spec)
 
+    @property
+    def precision(self) -> str:
+        """The precision this session's trials train in, the budget's resolved on its device."""
+        from .precision import resolve
+
+        return resolve(self.budget.precision, self.device).name
+
     def on(self, device: str) -> ProxySession:
         """The same session, its trials trained on `device`."""
         return dataclasses.replace(self, device=device)
@@ -142,14 +150,14 @@ class ProxySession:
         images too when `images`)."""
         items = self._items(self.data.train, self.train_feats, images, augment=True)
         order = TrainOrder(len(self.data.train), self.budget.batch, self.budget.steps, seed)
-        collate = Collate(self.frame, self.levels, len(self.data.classes), self.square, self.locations)
+        collate = Collate(self.frame, self.targets, self.square)
         return batches(items, order, collate, self._workers(items), pin=self.device.startswith("cuda"))
 
     def eval_batches(self, limit: Optional[int], images: bool) -> Iterator[Batch]:
         """The first `limit` val images (all when None), in order, without augmentation."""
         n = len(self.data.val) if limit is None else min(limit, len(self.data.val))
         items = self._items(self.data.val, self.val_feats, images, augment=False)
-        collate = Collate(self.frame, self.levels, len(self.data.classes), self.square, self.locations)
+        collate = Collate(self.frame, None, self.square)
         return batches(items, InOrder(n, EVAL_BATCH), collate, self._workers(items),
                        pin=self.device.startswith("cuda"))
 

@@ -32,17 +32,22 @@ def level_ranges(strides) -> list[float]:
 def locations(canvas: int | tuple[int, int], strides: Sequence[int], ranges: Sequence[float]) -> Locations:
     """Every location of a canvas (H, W), or of a square one of side `canvas`."""
     height, width = (canvas, canvas) if isinstance(canvas, int) else canvas
-    points, stride_of, range_of, sizes = [], [], [], []
+    stride_of, range_of = [], []
     bounds = [0.0, *ranges, math.inf]
-    for i, s in enumerate(strides):
-        h, w = math.ceil(height / s), math.ceil(width / s)
-        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        pts = torch.stack([xs.flatten(), ys.flatten()], 1).float() * s + s // 2
-        points.append(pts)
+    sizes = tuple((math.ceil(height / s), math.ceil(width / s)) for s in strides)
+    for i, (s, (h, w)) in enumerate(zip(strides, sizes)):
         stride_of.append(torch.full((h * w,), float(s)))
         range_of.append(torch.tensor([[bounds[i], bounds[i + 1]]]).expand(h * w, 2))
-        sizes.append((h, w))
-    return Locations(torch.cat(points), torch.cat(stride_of), torch.cat(range_of), tuple(sizes))
+    return Locations(grid_points(sizes, strides), torch.cat(stride_of), torch.cat(range_of), sizes)
+
+
+def grid_points(sizes: Sequence[tuple[int, int]], strides: Sequence[int]) -> Tensor:
+    """(N, 2) x, y centres of every location of maps of these (H, W), levels finest first."""
+    points = []
+    for (h, w), s in zip(sizes, strides):
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        points.append(torch.stack([xs.flatten(), ys.flatten()], 1).float() * s + s // 2)
+    return torch.cat(points)
 
 
 def assign(locs: Locations, boxes: Tensor, labels: Tensor, num_classes: int,

@@ -20,7 +20,6 @@ from .evaluate import coco_ap, coco_detections
 from .init import passthrough_init_
 from .loop import EarlyStop, fit, head_outputs
 from .model import Detector, count_model
-from .postprocess import decode
 from .precision import Precision, resolve
 from .session import ProxySession
 
@@ -36,15 +35,10 @@ def predict(detector: Detector, session: ProxySession, limit: Optional[int] = No
     detector.eval()
     device, val = session.device, session.data.val
     precision = precision or resolve("fp32", device)
-    points: dict[tuple[int, int], torch.Tensor] = {}
     ids, boxes, scores, labels = [], [], [], []
     try:
         for batch in session.eval_batches(limit, images=detector.recursive):
-            if batch.canvas not in points:
-                points[batch.canvas] = session.locations(batch.canvas).points.to(device)
-            cls, box, ctr = head_outputs(detector, batch, device, precision)
-            found = decode(cls, box, ctr, points[batch.canvas],
-                           extents=batch.extents.to(device))
+            found = detector.head.detect(head_outputs(detector, batch, device, precision), batch.extents.to(device))
             for k, (bx, sc, lb) in enumerate(found):
                 i = int(batch.index[k])
                 ids.append(val.image_ids[i])
@@ -99,7 +93,8 @@ def build_detector(genotype: Genotype, session: ProxySession, seed: int) -> Dete
     torch.manual_seed(seed)
     backbone = new_backbone(budget.backbone, budget.width if genotype.feedback is not None else None)
     load_into(backbone, session.backbone_state)
-    detector = Detector(genotype, len(session.data.classes), budget.width, budget.head_depth, backbone=backbone)
+    detector = Detector(genotype, len(session.data.classes), budget.width, budget.head_depth, backbone=backbone,
+                        budget=budget)
     if budget.neck_init == "passthrough":
         passthrough_init_(detector.neck)
     # over the cache limit the frozen backbone runs live: its features rounded as the cache would store them
@@ -135,8 +130,8 @@ def _train_and_score(genotype: Genotype, session: ProxySession, seed: int, progr
         on_eval(step, evaluate(detector, session, limit=eval_limit, precision=precision))
 
     try:
-        timing = fit(detector, session.train_batches(seed, images=detector.recursive), session.locations,
-                     steps=budget.steps, lr=budget.lr, warmup=budget.warmup, device=device,
+        timing = fit(detector, session.train_batches(seed, images=detector.recursive), steps=budget.steps,
+                     lr=budget.lr, warmup=budget.warmup, device=device,
                      train_backbone=budget.end_to_end, backbone_lr_scale=budget.backbone_lr_scale,
                      schedule=budget.schedule, desc=f"{genotype.name} [{budget.name}]", progress=progress,
                      on_eval=intermediate if on_eval is not None else None, eval_steps=eval_steps,

@@ -128,12 +128,15 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
                           "of the Ray cluster has both; ask for fewer")
 
 
-def _open_session(spec, device: str) -> dict:
-    from ..proxy.precision import resolve
+def device_for(gpus: float) -> str:
+    """Where a run holding `gpus` GPUs trains: a GPU (its share of one, as Ray assigned it) or the CPU."""
+    return "cuda" if gpus > 0 else "cpu"
 
+
+def _open_session(spec, device: str) -> dict:
     session = spec.open(device)
     return {"feature_source": session.feature_source, "fingerprint": session.backbone_fingerprint,
-            "precision": resolve(spec.budget.precision, session.device).name}
+            "precision": session.precision}
 
 
 def prepare_where_trials_run(spec, cpus_per_trial: float, gpus_per_trial: float, device: str) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from .cluster import check_resources, connect_ray, prepare_where_trials_run
+from .cluster import check_resources, connect_ray, device_for, prepare_where_trials_run
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class RemoteRuns:
 
     @property
     def device(self) -> str:
-        return "cuda" if self.gpus > 0 else "cpu"
+        return device_for(self.gpus)
 
     def connect(self) -> None:
         """Join the cluster and check that some node can run one of the runs (one line if not)."""

@@ -169,10 +169,9 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     from ..proxy.data import load_data
     from ..proxy.precision import resolve as resolve_precision
     from ..proxy.session import DEFAULT_CACHE_LIMIT_GB, SessionSpec
-    from .cluster import check_resources, connect_ray, prepare_where_trials_run
+    from .cluster import check_resources, connect_ray, device_for, prepare_where_trials_run
     from .constraints import NeckLimits
-    from .searcher import NeckSearcher, promotions_left, work_left
-    from .store import read_promoted
+    from .searcher import NeckSearcher
 
     if resume is not None:
         run_dir = Path(resume)
@@ -186,13 +185,12 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     # a resumed run trains on the budget it started with, whatever its file says now
     budget = (budget_from_dict(manifest["budget"], str(run_dir / "manifest.json"))
               if resume is not None and "budget" in manifest else read_budget(opts.budget, opts.sets))
-    if trial_device(opts) == "cpu":  # a GPU's precision is resolved on the worker that has it
+    if device_for(opts.gpus_per_trial) == "cpu":  # a GPU's precision is resolved on the worker that has it
         resolve_precision(budget.precision, "cpu")
     warm_zoo, warm_points = _warm_start(opts, space, budget.as_dict(), resumed=resume is not None)
     baselines = opts.baselines + [name for name in warm_zoo if name not in opts.baselines]
     log = read_trial_log(run_dir)
-    queue, to_sample = work_left(log.records, baselines, opts.trials)
-    longer = promotions_left(log.records, read_promoted(run_dir), opts.promote, opts.promote_factor)
+    queue, to_sample, longer = _work_left(log.records, run_dir, baselines, opts)
     spec = None
     if queue or to_sample or longer:  # a finished run resumes (reconciles, reports) without Ray or data
         connect_ray(opts.address, opts.cpus)
@@ -204,7 +202,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
             # the driver checks the data; a GPU worker pretrains and caches, where the trials run
             load_data(spec.data, budget.image_size, budget.train_images, budget.val_images, spec.data_seed,
                       spec.cache)
-            prepare_where_trials_run(spec, opts.cpus_per_trial, opts.gpus_per_trial, trial_device(opts))
+            prepare_where_trials_run(spec, opts.cpus_per_trial, opts.gpus_per_trial, device_for(opts.gpus_per_trial))
         else:  # the driver checks the data and fills the cache; each trial worker opens it from there
             spec.open("cpu", progress=opts.progress)
 
@@ -239,9 +237,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
     finally:
         if report is not None and read_trial_log(run_dir).records:
             report(run_dir)
-    records = read_trial_log(run_dir).records
-    queue, to_sample = work_left(records, baselines, opts.trials)
-    longer = promotions_left(records, read_promoted(run_dir), opts.promote, opts.promote_factor)
+    queue, to_sample, longer = _work_left(read_trial_log(run_dir).records, run_dir, baselines, opts)
     return run_dir, not queue and (to_sample == 0 or searcher.exhausted) and not longer
 
 
@@ -284,9 +280,13 @@ def _warn_about(calibration: Optional[dict], opts: SearchOptions, budget: str) -
               file=sys.stderr)
 
 
-def trial_device(opts: SearchOptions) -> str:
-    """Where each trial trains: a GPU (its share of one, as Ray assigned it) or the CPU."""
-    return "cuda" if opts.gpus_per_trial > 0 else "cpu"
+def _work_left(records, run_dir: Path, baselines: list[str], opts: SearchOptions) -> tuple[list[str], int, list]:
+    """The baselines still to train, how many points to sample, and the promotions still to run."""
+    from .searcher import promotions_left, work_left
+    from .store import read_promoted
+
+    queue, to_sample = work_left(records, baselines, opts.trials)
+    return queue, to_sample, promotions_left(records, read_promoted(run_dir), opts.promote, opts.promote_factor)
 
 
 def _loader_workers(opts: SearchOptions) -> int:
@@ -313,10 +313,11 @@ def _fit(searcher, spec, opts: SearchOptions, records: list[TrialRecord], left: 
     from ray import tune
 
     from .asha import RungHalving
+    from .cluster import device_for
     from .progress import SearchProgress
     from .trainable import TrialSettings, neck_trial
 
-    device = trial_device(opts)
+    device = device_for(opts.gpus_per_trial)
     settings = TrialSettings(threads=max(1, int(opts.cpus_per_trial)), device=device, seed=opts.trial_seed)
     trainable = tune.with_resources(tune.with_parameters(neck_trial, spec=spec, settings=settings),
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
