@@ -33,8 +33,8 @@ def run(args) -> int:
     rows = scored_runs(genotypes, args.seeds, scoring, out)
     if not rows:
         raise UserError("every run diverged: there is no table to write")
-    write_tables(rows, out, f"{scoring.data}, budget {scoring.budget.name} ({scoring.precision}), "
-                            f"{args.seeds} seed(s)")
+    write_tables(rows, out, f"{scoring.data}, budget {scoring.budget.name} ({scoring.precision}, "
+                            f"{scoring.budget.head} head), {args.seeds} seed(s)")
     print(f"wrote {out / 'table.md'}, {out / 'table.csv'}, {out / 'ap_vs_flops.png'}")
     print((out / "table.md").read_text())
     return 0

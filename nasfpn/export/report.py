@@ -117,8 +117,8 @@ def checklist(manifest: dict, records: list[TrialRecord], confirmation: str = ""
              f"{seconds * cpus / 3600:.2f} CPU-hours" + (f", {seconds * gpus / 3600:.2f} GPU-hours" if gpus else ""),
              f"- sampler `{args.get('sampler', '?')}` (seed {args.get('seed', '?')}), trials trained with seed "
              f"{args.get('trial_seed', '?')}, backbone seed {args.get('backbone_seed', '?')}",
-             f"- budget `{args.get('budget', '?')}` ({precision}), the same pipeline for every trial, baselines "
-             "included",
+             f"- budget `{args.get('budget', '?')}` ({precision}, {budget.get('head', 'fcos')} head), the same "
+             "pipeline for every trial, baselines included",
              "- random-search control: " + ("this run is one" if args.get("sampler") == "random" else
                                             ", ".join(controls) if controls else
                                             "none beside this run (`--sampler random` on the same space and "
