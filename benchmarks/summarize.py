@@ -270,14 +270,29 @@ def search_efficiency() -> list[str]:
             _files(md, RESULTS / "search_efficiency.csv")]
 
 
+def roi_align() -> list[str]:
+    return _section("RoIAlign", "faster_rcnn's RoIAlign, written in plain torch as two matrix products per image, "
+                    "against a direct per-RoI computation of the same definition: agreement and speed.",
+                    RESULTS / "roi_align.md")
+
+
+def heads() -> list[str]:
+    md = RESULTS / "heads.md"
+    if not md.exists():
+        return ["## Heads", "", "The zoo under each head (`python benchmarks/heads.py --seeds 3`): not measured yet."]
+    return _section("Heads", "The zoo's baselines under fcos, retina, faster_rcnn and cornernet at the proxy "
+                    "budget: how far the rankings agree across heads, which necks move, what a trial costs.",
+                    md, RESULTS / "heads.csv", RESULTS / "heads_timing.jsonl")
+
+
 def render() -> str:
     fid = _fidelity()
     sections = [compile_overhead(), proxy_speed(), precision(), device_check(), data_pipeline(), real_photos(),
                 baselines(), search_40(),
-                proxy_fidelity(fid), proxy_steps(fid), search_efficiency()]
+                proxy_fidelity(fid), proxy_steps(fid), search_efficiency(), heads(), roi_align()]
     taken = {"compile_overhead", "proxy_speed", "precision", "device_check", "data_pipeline", "real_photos",
              "proxy_fidelity", "proxy_steps",
-             "search_efficiency"}
+             "search_efficiency", "heads", "roi_align"}
     stray = sorted(p.name for p in RESULTS.glob("*.md") if p.stem not in taken and not DATED.search(p.stem))
     if stray:
         raise MissingResult(f"no section of benchmarks/summarize.py takes {', '.join(stray)}")

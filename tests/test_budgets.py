@@ -139,3 +139,13 @@ def test_metrics_record_the_whole_resolved_budget(smoke):
     assert m["budget_config"] == smoke.budget.as_dict()
     assert set(m["budget_config"]) == set(FIELDS) - set(HEAD_FIELDS)  # fcos, as every budget was before heads
     assert Budget(**{**smoke.budget.as_dict(), "jitter": tuple(m["budget_config"]["jitter"])}) == smoke.budget
+
+
+def test_a_budget_scores_under_another_budgets_head_but_the_fields_kept():
+    from nasfpn.dsl.budget import with_head_of
+
+    search = read_budget("proxy", ["head=faster_rcnn", "roi_levels=soft", "nms=soft"])
+    full = with_head_of(read_budget("full"), search)
+    assert (full.head, full.roi_levels, full.nms, full.steps) == ("faster_rcnn", "soft", "soft", 6000)
+    kept = with_head_of(read_budget("full", ["roi_levels=fpn"]), search, keep=["roi_levels"])
+    assert (kept.head, kept.roi_levels) == ("faster_rcnn", "fpn")

@@ -56,7 +56,7 @@ def test_search_writes_every_file_with_baselines(tmp_path, cache_dir):
     assert "| fpn |" in board or "| fpn " in board
     assert "bifpn" in board and "Δ best baseline" in board
     assert "## Checklist" in board and "sampler `tpe` (seed 1)" in board and "CPU-hours" in board
-    assert "budget `smoke` (fp32)" in board and "confirmation at the reference budget: none yet" in board
+    assert "budget `smoke` (fp32, fcos head)" in board and "confirmation at the reference budget: none yet" in board
     promoted = [json.loads(line) for line in (run / "promoted.jsonl").read_text().splitlines()]
     assert promoted[0]["name"] in ("fpn", "bifpn") and len(promoted) >= 2  # the best baseline, the survivors
     assert "trained again with 4x the steps" in board
@@ -312,7 +312,7 @@ def test_confirm_retrains_the_top_cells_and_best_baselines_and_resumes(tmp_path,
     assert main(args) == 0
     out = run / "confirm"
     md = (out / "confirm.md").read_text()
-    assert "budget smoke, 2 seed(s)" in md and ("beat the hand-designed necks" in md)
+    assert "budget smoke (fcos head), 2 seed(s)" in md and ("beat the hand-designed necks" in md)
     table = pd.read_csv(out / "confirm.csv")
     assert len(table) == 3 and set(table["kind"]) == {"searched", "baseline"} and "pafpn" in set(table["neck"])
     runs = sorted((out / "runs").glob("*/metrics.json"))
@@ -330,6 +330,23 @@ def test_confirm_retrains_the_top_cells_and_best_baselines_and_resumes(tmp_path,
     assert f"confirmation at the reference budget: {verdict}" in (run / "leaderboard.md").read_text()
     assert main(["confirm", str(run), "--baselines", "best:x"]) == 2
     assert "needs a count" in capsys.readouterr().err
+
+
+def test_a_search_under_a_head_is_scored_and_confirmed_under_it(tmp_path, cache_dir):
+    assert _search(tmp_path, cache_dir, "ret", "--space", SPACE, "--trials", "1", "--baselines", "fpn", "--no-asha",
+                   "--promote", "0", "--set", "head=retina", "--set", "anchors=3") == 0
+    run = tmp_path / "ret"
+    assert json.loads((run / "manifest.json").read_text())["budget"]["head"] == "retina"
+    assert "(fp32, retina head)" in (run / "leaderboard.md").read_text()
+    confirm = ["confirm", str(run), "--budget", "smoke", "--seeds", "1", "--top", "1", "--baselines", "fpn",
+               "--cache", str(cache_dir), "--no-progress"]
+    assert main(confirm) == 0  # at the reference budget, under the search's head
+    configs = [json.loads(p.read_text())["budget_config"] for p in (run / "confirm").glob("runs/*/metrics.json")]
+    assert {c["head"] for c in configs} == {"retina"} and {c["anchors"] for c in configs} == {3}
+    assert "(retina head)" in (run / "confirm" / "confirm.md").read_text()
+    assert main([*confirm, "--set", "head=fcos", "--out", str(tmp_path / "fcos")]) == 0  # unless --set says
+    assert {json.loads(p.read_text())["budget_config"].get("head", "fcos")
+            for p in (tmp_path / "fcos").glob("runs/*/metrics.json")} == {"fcos"}
 
 
 def test_confirm_on_a_cluster_trains_each_missing_run_as_a_ray_task(tmp_path, cache_dir, capsys, monkeypatch):

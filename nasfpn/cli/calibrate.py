@@ -46,13 +46,13 @@ def necks_of(spec: str) -> list:
 
 
 def run(args) -> int:
-    from ..dsl.budget import read_budget
+    from ..dsl.budget import read_budget, with_head_of
     from ..export.calibration import calibration, write_calibration
     from ..proxy.cache import cache_dir
     from ..proxy.calibrations import record_calibration
 
     proxy = budget_of(args)
-    reference = read_budget(args.reference, [])
+    reference = with_head_of(read_budget(args.reference, []), proxy)  # one head for both rankings
     necks = necks_of(args.necks)
     if len(necks) < 3:
         raise UserError(f"--necks {args.necks}: a ranking needs at least 3 necks, got {len(necks)}")

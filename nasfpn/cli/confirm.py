@@ -45,6 +45,7 @@ def _baselines(spec: str, ranked: list[str]) -> list[str]:
 
 
 def run(args) -> int:
+    from ..dsl.budget import budget_from_dict, parse_set, with_head_of
     from ..export.confirm import write_confirmation
     from ..export.report import ranked
     from ..search.store import read_manifest, read_promoted, read_trial_log
@@ -54,6 +55,9 @@ def run(args) -> int:
         raise UserError(f"{run_dir}: no such run directory")
     manifest = read_manifest(run_dir)
     budget = budget_of(args)  # a bad budget is reported before anything trains
+    if isinstance(manifest.get("budget"), dict):  # under the search's head, unless --set says otherwise
+        budget = with_head_of(budget, budget_from_dict(manifest["budget"], str(run_dir / "manifest.json")),
+                              keep=[parse_set(s)[0] for s in args.sets])
     board = ranked(read_trial_log(run_dir).records, read_promoted(run_dir))  # the leaderboard's order
     cells = [from_yaml(r.genotype) for r in [r for r in board if not r.is_baseline][:args.top]]
     if not cells:
@@ -69,7 +73,7 @@ def run(args) -> int:
     if not rows:
         raise UserError("every run diverged: there is nothing to compare")
     write_confirmation(rows, [g.name for g in cells], baselines, out,
-                                  f"{scoring.data}, budget {budget.name}, {args.seeds} seed(s)")
+                       f"{scoring.data}, budget {budget.name} ({budget.head} head), {args.seeds} seed(s)")
     print((out / "confirm.md").read_text())
     print(f"wrote {out / 'confirm.md'}, {out / 'confirm.csv'}")
     return 0

@@ -97,10 +97,7 @@ class Budget:
         return out
 
 
-def _anchored(b: Budget) -> bool:
-    return b.head in ("retina", "faster_rcnn")
-
-
+_anchored: Callable[[Budget], bool] = lambda b: b.head in ("retina", "faster_rcnn")  # noqa: E731
 _IMPLIED = ("head", "nms", "consistent_supervision")
 HEAD_FIELDS: dict[str, Callable[[Budget], bool]] = {
     "head": lambda b: True,
@@ -389,6 +386,13 @@ def with_fields(budget: Budget, **values: Any) -> Budget:
     return _build({**budget.as_dict(), **values}, lambda key: ("<budget>", None))
 
 
+def with_head_of(budget: Budget, other: Budget, keep: Sequence[str] = ()) -> Budget:
+    """`budget` scoring under `other`'s head: every head field taken from `other`, but those in
+    `keep` (what the user set on this budget)."""
+    return with_fields(budget, **{k: getattr(other, k) for k in HEAD_FIELDS if k not in keep})
+
+
 __all__ = ["ANCHORS", "AUGMENTS", "BACKBONES", "BACKBONE_MODES", "BOX_LOSSES", "Budget", "FIELDS", "HEADS",
            "HEAD_FIELDS", "NECK_INITS", "NMS_KINDS", "ROI_LEVELS", "SCHEDULES",
-           "budget_dir", "budget_from_dict", "budget_names", "parse_set", "read_budget", "with_fields"]
+           "budget_dir", "budget_from_dict", "budget_names", "parse_set", "read_budget", "with_fields",
+           "with_head_of"]
