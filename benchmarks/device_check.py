@@ -1,6 +1,6 @@
 """The GPU path end to end, timed: smoke and proxy trials of fpn on CUDA in fp32 and AMP (the
-`auto` precision: bf16 where the GPU has it, else fp16), then a 4-trial smoke search with half a
-GPU per trial. Prints a table (trial time, images/s, AP, peak GPU memory) and writes it to
+`auto` precision: bf16 where the GPU has it, else fp16), proxy trials under the other heads, then
+a 4-trial smoke search with half a GPU per trial. Prints a table (trial time, images/s, AP, peak GPU memory) and writes it to
 benchmarks/results/device_check.md; exits 1 when anything fails. `benchmarks/device_check.sh`
 installs and runs it after the CUDA tests.
 
@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def trial(work: Path, budget: str, precision: str) -> dict:
-    out = work / f"{budget}-{precision}"
+def trial(work: Path, budget: str, precision: str, head: str = "fcos") -> dict:
+    out = work / f"{budget}-{precision}-{head}"
     start = time.perf_counter()
-    if nasfpn(["train", "--neck", "fpn", "--budget", budget, "--set", f"precision={precision}", "--device", "cuda",
-               "--out", str(out), "--no-progress"]) != 0:
-        raise SystemExit(f"device check: the {budget} trial in {precision} failed")
+    if nasfpn(["train", "--neck", "fpn", "--budget", budget, "--set", f"precision={precision}", "--set", f"head={head}",
+               "--device", "cuda", "--out", str(out), "--no-progress"]) != 0:
+        raise SystemExit(f"device check: the {budget} trial in {precision} under {head} failed")
     m = json.loads((out / "metrics.json").read_text())
     m["wall_seconds"] = time.perf_counter() - start  # preparation on first use included
     return m
@@ -68,6 +68,9 @@ def main() -> int:
                 m = trial(work, budget, precision)
                 lines.append(_row(f"{budget} trial", m))
                 print(lines[-1], flush=True)
+        for head in ("retina", "faster_rcnn", "cornernet"):
+            lines.append(_row(f"proxy trial, {head} head", trial(work, "proxy", "auto", head)))
+            print(lines[-1], flush=True)
         for r in search(work):
             lines.append(_row(f"smoke search trial {r.get('neck', '')} (0.5 GPU)", r))
     text = "\n".join(lines) + "\n"

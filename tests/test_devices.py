@@ -82,6 +82,18 @@ def test_smoke_train_end_to_end_on_cuda(tmp_path, cache_dir, precision):
 
 @pytest.mark.cuda
 @no_cuda
+@pytest.mark.parametrize("sets", [["head=retina", "nms=soft"], ["head=faster_rcnn", "roi_levels=soft"],
+                                  ["head=faster_rcnn", "roi_levels=adaptive_max", "consistent_supervision=true"],
+                                  ["head=cornernet"]])
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_every_head_trains_on_cuda(tmp_path, cache_dir, sets, precision):
+    m = _train(tmp_path, cache_dir, "head", f"precision={precision}", *sets)
+    assert m["device"].startswith("cuda") and np.isfinite(m["AP"])
+    assert all(np.isfinite(v) for v in m["final_losses"].values())
+
+
+@pytest.mark.cuda
+@no_cuda
 def test_the_same_seed_gives_the_same_ap_on_one_gpu(tmp_path, cache_dir):
     a = _train(tmp_path, cache_dir, "a", "precision=fp32")
     b = _train(tmp_path, cache_dir, "b", "precision=fp32")
