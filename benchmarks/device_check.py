@@ -1,8 +1,8 @@
 """The GPU path end to end, timed: smoke and proxy trials of fpn on CUDA in fp32 and AMP (the
 `auto` precision: bf16 where the GPU has it, else fp16), proxy trials under the other heads, then
-a 4-trial smoke search with half a GPU per trial. Prints a table (trial time, images/s, AP, peak GPU memory) and writes it to
-benchmarks/results/device_check.md; exits 1 when anything fails. `benchmarks/device_check.sh`
-installs and runs it after the CUDA tests.
+a 4-trial smoke search with half a GPU per trial. Prints a table (trial time, images/s, AP, peak
+GPU memory) and writes it to benchmarks/results/device_check.md; exits 1 when anything fails.
+`benchmarks/device_check.sh` installs and runs it after the CUDA tests.
 
     python benchmarks/device_check.py
 """
