@@ -119,6 +119,7 @@ def _error(tmp_path, text: str | None, sets: list[str], capsys) -> str:
     (None, ["anchors=4"], "--set anchors=4: anchors: expected one of 1, 3, 6, 9 anchors per location, got 4"),
     ("consistent_supervision: maybe\n", [], "b.yaml:1: consistent_supervision: expected true or false, got 'maybe'"),
     ("nms: greedy\n", [], "b.yaml:1: nms: unknown value 'greedy'"),
+    (None, ["supervision_weight=0"], "supervision_weight: expected a number above 0 and at most 10, got 0.0"),
 ])
 def test_a_malformed_budget_or_set_is_one_located_line(tmp_path, capsys, text, sets, message):
     got = _error(tmp_path, text, sets, capsys)
@@ -149,3 +150,7 @@ def test_a_budget_scores_under_another_budgets_head_but_the_fields_kept():
     assert (full.head, full.roi_levels, full.nms, full.steps) == ("faster_rcnn", "soft", "soft", 6000)
     kept = with_head_of(read_budget("full", ["roi_levels=fpn"]), search, keep=["roi_levels"])
     assert (kept.head, kept.roi_levels) == ("faster_rcnn", "fpn")
+    # a field the budget's own head does not read is kept too
+    retina = read_budget("proxy", ["head=retina"])
+    assert with_head_of(read_budget("full", ["anchors=3"]), retina, keep=["anchors"]).anchors == 3
+    assert "roi_canonical" not in read_budget("proxy", ["head=faster_rcnn", "roi_levels=soft"]).as_dict()

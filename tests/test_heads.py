@@ -171,6 +171,9 @@ def test_matching_and_the_box_coder():
     # anchor 1 overlaps box 0 at 0.9; anchor 3 is box 1's best (0.16, below 0.4) and still matched
     assert match(anchors, boxes, 0.5, 0.4).tolist() == [0, 0, -1, 1]
     assert match(anchors, boxes, 0.95, 0.85).tolist() == [0, -2, -1, 1]
+    # a box's best anchor stays with the box it fits best (here box 0 at IoU 0.9, not box 1 at 0.28)
+    assert match(torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]),
+                 torch.tensor([[0.0, 0.0, 10.0, 9.0], [5.0, 0.0, 40.0, 10.0]]), 0.5, 0.4).tolist() == [0, -1]
     weights = (10.0, 10.0, 5.0, 5.0)
     deltas = encode(anchors, boxes[[0, 0, 1, 1]], weights)
     torch.testing.assert_close(decode(anchors, deltas, weights), boxes[[0, 0, 1, 1]])
@@ -262,6 +265,20 @@ def test_perfect_predictions_score_ap_1_through_the_evaluator(head, nms):
             expected = sorted(zip(want_labels.tolist(), want.tolist()))
             assert [g[0] for g in got] == [e[0] for e in expected]
             np.testing.assert_allclose([g[1] for g in got], [e[1] for e in expected], atol=1e-4)
+
+
+def test_faster_rcnn_losses_stay_finite_for_images_without_boxes_and_without_rois():
+    budget = read_budget("smoke", ["head=faster_rcnn"])
+    head = build_head(budget, 8, len(CLASSES), LEVELS, 1)
+    targets = target_maker(budget, LEVELS, len(CLASSES))(CANVAS, [torch.zeros(0, 4), BOXES[1]],
+                                                          [torch.zeros(0, dtype=torch.long), LABELS[1]])
+    feats = [torch.randn(2, 8, math.ceil(128 / 2 ** lv), math.ceil(128 / 2 ** lv)) for lv in LEVELS]
+    torch.manual_seed(0)
+    out = head(feats, targets)
+    assert all(torch.isfinite(v) for v in head.loss(out, targets).values())
+    none = {**out, **{k: out[k][:0] for k in ("rois", "roi_image", "roi_cls", "roi_box", "roi_labels", "roi_targets")}}
+    losses = head.loss(none, targets)
+    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["roi_cls"].detach()) == 0.0
 
 
 # --- every head trains end to end --------------------------------------------------------------

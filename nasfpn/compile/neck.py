@@ -167,15 +167,19 @@ class Neck(nn.Module):
                          if g.feedback is not None else None)
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
-        if len(inputs) != len(self.in_channels):
-            raise ValueError(f"{self.genotype.name}: expected {len(self.in_channels)} backbone maps "
-                             f"(built with in_channels={self.in_channels}), got {len(inputs)}")
+        self._check(inputs)
         return tuple(self.graph(list(inputs)))
 
     def with_laterals(self, inputs: Sequence[Tensor]) -> Tuple[Tuple[Tensor, ...], Tuple[Tensor, ...]]:
         """The outputs and the laterals (see PyramidGraph.run)."""
+        self._check(inputs)
         outs, laterals = self.graph.run(list(inputs))
         return tuple(outs), tuple(laterals)
+
+    def _check(self, inputs: Sequence[Tensor]) -> None:
+        if len(inputs) != len(self.in_channels):
+            raise ValueError(f"{self.genotype.name}: expected {len(self.in_channels)} backbone maps "
+                             f"(built with in_channels={self.in_channels}), got {len(inputs)}")
 
 
 def build_neck(g: Genotype, in_channels: Sequence[int], out_channels: int | None = None) -> Neck:

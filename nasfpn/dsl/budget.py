@@ -81,8 +81,8 @@ class Budget:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Budget) and self.as_dict() == other.as_dict()
 
-    def __hash__(self) -> int:
-        return hash(tuple(sorted((k, str(v)) for k, v in self.as_dict().items())))
+    def __hash__(self) -> int:  # equal budgets have equal recorded fields
+        return hash(tuple(sorted(self.as_dict())))
 
     def as_dict(self) -> dict:
         """Every field that decides how a neck trains: of the head's fields, those its head reads,
@@ -107,7 +107,7 @@ HEAD_FIELDS: dict[str, Callable[[Budget], bool]] = {
     "nms": lambda b: True,
     "nms_sigma": lambda b: b.nms == "soft",
     "roi_levels": lambda b: b.head == "faster_rcnn",
-    "roi_canonical": lambda b: b.head == "faster_rcnn",
+    "roi_canonical": lambda b: b.head == "faster_rcnn" and b.roi_levels == "fpn",
     "proposals": lambda b: b.head == "faster_rcnn",
     "consistent_supervision": lambda b: True,
     "supervision_weight": lambda b: b.consistent_supervision,
@@ -247,7 +247,7 @@ FIELDS: dict[str, Field] = {
                        "candidates)", _integer(1, 100_000)),
     "consistent_supervision": Field("auxiliary detection losses on the neck's laterals, summed with the main "
                                     "loss before the one backward (AugFPN)", _flag),
-    "supervision_weight": Field("the weight of the auxiliary losses", _number(0.0, 10.0)),
+    "supervision_weight": Field("the weight of the auxiliary losses", _number(0.0, 10.0, positive=True)),
 }
 assert set(FIELDS) == {f.name for f in fields(Budget)}, "every Budget field is described in FIELDS"
 
@@ -382,8 +382,9 @@ def budget_from_dict(data: Any, source: str) -> Budget:
 
 
 def with_fields(budget: Budget, **values: Any) -> Budget:
-    """The budget with fields replaced, each value read and checked like a file's."""
-    return _build({**budget.as_dict(), **values}, lambda key: ("<budget>", None))
+    """The budget with fields replaced, each value read and checked like a file's (every field
+    kept, also those its head does not read)."""
+    return _build({**asdict(budget), "jitter": list(budget.jitter), **values}, lambda key: ("<budget>", None))
 
 
 def with_head_of(budget: Budget, other: Budget, keep: Sequence[str] = ()) -> Budget:

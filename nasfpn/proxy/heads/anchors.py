@@ -52,8 +52,9 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 def match(anchors: Tensor, boxes: Tensor, positive: float, negative: float) -> Tensor:
     """Per anchor, the index of its box (-1 background, -2 ignored): a box with IoU >= `positive`,
-    background below `negative`, ignored between; and every box gets the anchors it overlaps most
-    (else a box unlike every anchor would never be learnt: Faster R-CNN's low-quality matches)."""
+    background below `negative`, ignored between; and the anchors a box overlaps most are
+    positive too, each for the box it overlaps most (else a box unlike every anchor would never
+    be learnt: Faster R-CNN's low-quality matches)."""
     out = torch.full((len(anchors),), -1, dtype=torch.long)
     if len(boxes) == 0:
         return out
@@ -62,10 +63,8 @@ def match(anchors: Tensor, boxes: Tensor, positive: float, negative: float) -> T
     out[best >= negative] = -2
     out[best >= positive] = which[best >= positive]
     top = iou.max(0).values                                              # (M,)
-    for m in range(len(boxes)):
-        if top[m] > 0:
-            hit = iou[:, m] == top[m]
-            out[hit] = m
+    hit = ((iou == top[None]) & (top[None] > 0)).any(1)                  # some box's best anchors,
+    out[hit] = which[hit]                                                # each to its own best box
     return out
 
 

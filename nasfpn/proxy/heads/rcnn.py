@@ -17,7 +17,7 @@ from .anchors import box_iou, decode, grid_anchors
 from .common import Detections, GridCache
 from .retina import regression_loss
 from .roi import RoiFeatures
-from .rpn import Rpn, canvas_of
+from .rpn import Rpn, canvas_of, sizes_of
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # deltas of the box head, as Detectron scales them
 ROIS_PER_IMAGE, POSITIVE_FRACTION, POSITIVE_IOU = 64, 0.25, 0.5
@@ -45,9 +45,9 @@ class FasterRcnnHead(nn.Module):
         """The RPN's outputs, the RoIs `rois` (R, 4) of images `roi_image` (R,), their class
         logits `roi_cls` (R, K + 1) and deltas `roi_box` (R, K, 4); while training, the sampled
         RoIs' `roi_labels` (K: background) and `roi_targets` (the boxes they regress)."""
-        anchors = self.grid([tuple(x.shape[-2:]) for x in feats], feats[0].device)
+        anchors = self.grid(sizes_of(feats), feats[0].device)
         out = self.rpn(feats, anchors)
-        rois, images = self.rpn.proposals(out, canvas_of(feats, self.strides))
+        rois, images = self.rpn.proposals(out, sizes_of(feats), canvas_of(feats, self.strides))
         if targets is not None:
             rois, images, labels, boxes = sample_rois(rois, images, targets["gt_boxes"], targets["gt_labels"],
                                                       self.num_classes)
@@ -60,7 +60,7 @@ class FasterRcnnHead(nn.Module):
     def loss(self, out: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
         losses = self.rpn.loss(out, targets, self.box_loss)
         labels = out["roi_labels"]
-        cls = F.cross_entropy(out["roi_cls"], labels)
+        cls = F.cross_entropy(out["roi_cls"], labels) if len(labels) else out["roi_cls"].sum() * 0
         pos = (labels < self.num_classes).nonzero().flatten()
         deltas = out["roi_box"][pos, labels[pos]]
         box = regression_loss(self.box_loss, out["rois"][pos], deltas, out["roi_targets"][pos],
@@ -69,7 +69,7 @@ class FasterRcnnHead(nn.Module):
         losses["total"] = sum(losses.values())
         return losses
 
-    def detect(self, out: dict[str, Tensor], extents: Tensor, score_threshold: float = 0.05,
+    def detect(self, out: dict[str, Tensor], extents: Tensor, score_threshold: float = 0.05, pre_nms: int = 1000,
                iou_threshold: float = 0.5, max_detections: int = 100) -> Detections:
         probs = torch.softmax(out["roi_cls"], -1)[:, :self.num_classes]
         boxes = decode(out["rois"][:, None].expand(-1, self.num_classes, 4), out["roi_box"], BOX_WEIGHTS)
@@ -78,6 +78,8 @@ class FasterRcnnHead(nn.Module):
             mine = out["roi_image"] == i
             scores, found = probs[mine].flatten(), boxes[mine].reshape(-1, 4)
             idx = (scores > score_threshold).nonzero().flatten()
+            if len(idx) > pre_nms:
+                idx = idx[scores[idx].topk(pre_nms).indices]
             label = idx % self.num_classes
             found = torch.minimum(found[idx].clamp(min=0), extents[i].repeat(2))
             kept, kept_scores = suppress(found, scores[idx], label, self.nms, iou_threshold, self.nms_sigma,

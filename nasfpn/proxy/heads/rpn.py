@@ -1,7 +1,8 @@
 """The region proposal network of faster_rcnn (Ren et al., 2015, on every level as in FPN): per
-anchor an objectness logit and deltas; proposals are the decoded top anchors of each image after
-class-agnostic NMS. Anchors are matched at IoU >= 0.7 (positive) and < 0.3 (background), and 256
-per image are sampled for the loss, at most half of them positive."""
+anchor an objectness logit and deltas; proposals are each image's decoded top anchors of every
+level after NMS within the level, the best over the levels kept. Anchors are matched at IoU >= 0.7
+(positive) and < 0.3 (background), and 256 per image are sampled for the loss, at most half of
+them positive."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..postprocess import nms
+from ..postprocess import batched_nms
 from .anchors import decode, match, padded
 from .retina import AnchorTable, dense, regression_loss
 
@@ -58,18 +59,28 @@ class Rpn(nn.Module):
         return {"rpn_obj": obj, "rpn_box": box, "anchors": anchors}
 
     @torch.no_grad()
-    def proposals(self, out: dict[str, Tensor], canvas: tuple[float, float]) -> tuple[Tensor, Tensor]:
-        """(R, 4) proposals and the image (R,) of each: per image the `pre_nms` best anchors,
-        decoded and clamped to the canvas, then NMS at `iou_threshold`, the best `post_nms` kept."""
+    def proposals(self, out: dict[str, Tensor], sizes: Sequence[tuple[int, int]],
+                  canvas: tuple[float, float]) -> tuple[Tensor, Tensor]:
+        """(R, 4) proposals and the image (R,) of each, as FPN makes them: per image and level the
+        `pre_nms` best anchors, decoded and clamped to the canvas, NMS at `iou_threshold` within
+        each level, then the best `post_nms` over the levels."""
         obj, deltas = out["rpn_obj"].float(), out["rpn_box"].float()
-        top = obj.topk(min(self.pre_nms, obj.shape[1]), dim=1).indices                  # (B, n), best first
+        tops, levels, start = [], [], 0
+        for level, (h, w) in enumerate(sizes):
+            n = h * w * self.count
+            k = min(self.pre_nms, n)
+            tops.append(obj[:, start:start + n].topk(k, dim=1).indices + start)
+            levels.append(torch.full((k,), level, dtype=torch.long, device=obj.device))
+            start += n
+        top, level = torch.cat(tops, 1), torch.cat(levels)                           # (B, n), (n,)
         limit = out["anchors"].new_tensor([canvas[1], canvas[0]]).repeat(2)
         found = decode(out["anchors"][top], torch.gather(deltas, 1, top[..., None].expand(-1, -1, 4)), UNIT)
         found = torch.minimum(found.clamp(min=0), limit)
         boxes, images = [], []
         for i in range(len(found)):
             real = ((found[i, :, 2:] - found[i, :, :2]) > 1e-2).all(1)
-            kept = nms(found[i][real], torch.gather(obj[i], 0, top[i])[real], self.iou_threshold, self.post_nms)
+            kept = batched_nms(found[i][real], torch.gather(obj[i], 0, top[i])[real], level[real],
+                               self.iou_threshold, self.post_nms)
             boxes.append(found[i][real][kept])
             images.append(torch.full((len(kept),), i, dtype=torch.long, device=found.device))
         return torch.cat(boxes), torch.cat(images)
@@ -93,6 +104,10 @@ class Rpn(nn.Module):
         box = regression_loss(box_loss, out["anchors"][pos[:, 1]], deltas[pos[:, 0], pos[:, 1]],
                               targets["rpn_box"][pos[:, 0], pos[:, 1]], UNIT) / sampled
         return {"rpn_obj": obj_loss, "rpn_box": box}
+
+
+def sizes_of(feats: Sequence[Tensor]) -> list[tuple[int, int]]:
+    return [tuple(x.shape[-2:]) for x in feats]
 
 
 def canvas_of(feats: Sequence[Tensor], strides: Sequence[int]) -> tuple[float, float]:
