@@ -96,7 +96,7 @@ def summarize() -> int:
     heads = list(tables)
     lines = ["The zoo's baselines at the `proxy` budget under each head (`python benchmarks/heads.py --seeds 3`; "
              "AP %, mean ± std over seeds, rank in brackets); the tables are "
-             + ", ".join(f"[{h}]({table_dir(h).relative_to(ROOT)}/table.md)" for h in heads) + ".", "",
+             + ", ".join(f"`{table_dir(h).relative_to(ROOT)}/table.md`" for h in heads) + ".", "",
              "| neck | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for n in sorted(necks, key=lambda m: rank["fcos"][m] if "fcos" in rank else m):
         lines.append(f"| {n} | " + " | ".join(f"{ap[h][n]:.1f} ± {std[h][n]:.1f} ({rank[h][n]})" for h in heads)
@@ -114,7 +114,7 @@ def summarize() -> int:
         lines += [f"- under {h}, {n} {'rises' if d > 0 else 'falls'} {abs(d)} ({rank['fcos'][n]} -> {rank[h][n]})"
                   for h, n, d in sorted(moved)] or ["- none"]
         lines += ["", "Training seconds per trial (mean over the zoo and seeds, as each table ran; the tables "
-                  "ran at different times on a shared machine, see the timing below for one run):", ""]
+                  "ran at different times on a shared machine):", ""]
         for h in heads:
             mean = sum(seconds[h].values()) / len(necks)
             base = sum(seconds["fcos"].values()) / len(necks)
@@ -128,6 +128,9 @@ def summarize() -> int:
             ratio = f"{r['trial_seconds'] / fcos[r['neck']]:.2f}" if r["neck"] in fcos else "-"
             lines.append(f"| {r['neck']} | {r['head']} | {r['threads']} | {r['train_seconds']:.0f} | "
                          f"{r['trial_seconds']:.0f} | {ratio} |")
+    missing = [h for h in HEADS if h not in tables]
+    if missing:
+        lines += ["", f"Not measured yet: {', '.join(missing)} (their tables are still training)."]
     (RESULTS / "heads.md").write_text("\n".join(lines) + "\n")
     with (RESULTS / "heads.csv").open("w", newline="") as f:
         writer = csv.writer(f)

@@ -217,7 +217,7 @@ def test_baselines_command_writes_tables_and_plot(tmp_path, cache_dir):
     assert done.stat().st_mtime_ns == before
     # ...and trained again when the budget asks for another precision
     assert main(args + ["--set", "precision=bf16"]) == 0
-    assert json.loads(done.read_text())["precision"] == "bf16" and "(bf16)" in (out / "table.md").read_text()
+    assert json.loads(done.read_text())["precision"] == "bf16" and "(bf16, fcos head)" in (out / "table.md").read_text()
 
 
 def test_synthetic_disk_cache_reloads_the_same_split(tmp_path):
