@@ -38,7 +38,6 @@ class Detector(nn.Module):
         self.round_features = False   # features rounded to fp16, as the feature cache stores them
         channels = backbone.out_channels if backbone is not None else list(backbone_channels)
         self.neck = build_neck(genotype, channels, width)
-        self.strides = [2 ** lv for lv in genotype.levels]
         self.head = build_head(budget, width, num_classes, genotype.levels, head_depth)
         self.supervision_weight = budget.supervision_weight if budget and budget.consistent_supervision else 0.0
 

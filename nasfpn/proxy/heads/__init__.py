@@ -29,23 +29,22 @@ from .rpn import RpnTargets
 
 @dataclass(frozen=True)
 class HeadKind:
-    build: Callable[[Budget, int, int, Sequence[int], int], nn.Module]  # budget, width, classes, strides, depth
+    build: Callable[[Budget, int, int, Sequence[int], int], nn.Module]  # budget, width, classes, levels, depth
     targets: Callable[[Budget, Sequence[int], int], Callable]           # budget, levels, classes
 
 
-def _fcos(budget: Budget, width: int, num_classes: int, strides: Sequence[int], depth: int) -> nn.Module:
-    return FcosHead(width, num_classes, strides, depth=depth, nms=budget.nms, nms_sigma=budget.nms_sigma)
+def _fcos(budget: Budget, width: int, num_classes: int, levels: Sequence[int], depth: int) -> nn.Module:
+    return FcosHead(width, num_classes, strides_for(levels), depth=depth, nms=budget.nms, nms_sigma=budget.nms_sigma)
 
 
-def _retina(budget: Budget, width: int, num_classes: int, strides: Sequence[int], depth: int) -> nn.Module:
-    return RetinaHead(width, num_classes, strides, depth=depth, anchors=budget.anchors,
+def _retina(budget: Budget, width: int, num_classes: int, levels: Sequence[int], depth: int) -> nn.Module:
+    return RetinaHead(width, num_classes, strides_for(levels), depth=depth, anchors=budget.anchors,
                       anchor_scale=budget.anchor_scale, box_loss=budget.box_loss, nms=budget.nms,
                       nms_sigma=budget.nms_sigma)
 
 
-def _faster_rcnn(budget: Budget, width: int, num_classes: int, strides: Sequence[int], depth: int) -> nn.Module:
-    levels = [s.bit_length() - 1 for s in strides]
-    return FasterRcnnHead(width, num_classes, strides, levels, anchors=budget.anchors,
+def _faster_rcnn(budget: Budget, width: int, num_classes: int, levels: Sequence[int], depth: int) -> nn.Module:
+    return FasterRcnnHead(width, num_classes, levels, anchors=budget.anchors,
                           anchor_scale=budget.anchor_scale, box_loss=budget.box_loss, roi_levels=budget.roi_levels,
                           roi_canonical=budget.roi_canonical, proposals=budget.proposals, nms=budget.nms,
                           nms_sigma=budget.nms_sigma)
@@ -58,8 +57,8 @@ HEADS: dict[str, HeadKind] = {
     "faster_rcnn": HeadKind(_faster_rcnn, lambda budget, levels, num_classes: RpnTargets(
         strides_for(levels), budget.anchors, budget.anchor_scale)),
     "cornernet": HeadKind(
-        lambda budget, width, num_classes, strides, depth: CornerNetHead(
-            width, num_classes, strides, depth=depth, nms=budget.nms, nms_sigma=budget.nms_sigma),
+        lambda budget, width, num_classes, levels, depth: CornerNetHead(
+            width, num_classes, strides_for(levels), depth=depth, nms=budget.nms, nms_sigma=budget.nms_sigma),
         lambda budget, levels, num_classes: CornerTargets(strides_for(levels)[0], num_classes)),
 }
 
@@ -67,7 +66,7 @@ HEADS: dict[str, HeadKind] = {
 def build_head(budget: Optional[Budget], width: int, num_classes: int, levels: Sequence[int], depth: int) -> nn.Module:
     """The budget's head (FCOS without a budget: the backbone's pretraining)."""
     budget = budget or Budget(name="default")
-    return HEADS[budget.head].build(budget, width, num_classes, strides_for(levels), depth)
+    return HEADS[budget.head].build(budget, width, num_classes, levels, depth)
 
 
 def target_maker(budget: Optional[Budget], levels: Sequence[int], num_classes: int) -> Callable:

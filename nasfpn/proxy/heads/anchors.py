@@ -9,10 +9,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..losses import giou_loss, smooth_l1
 from ..targets import grid_points
 
 RATIOS = (0.5, 1.0, 2.0)                    # height / width
 DELTA_CLAMP = math.log(1000.0 / 16)         # the largest log-scale a delta may apply (as Detectron)
+UNIT = (1.0, 1.0, 1.0, 1.0)                 # delta weights of the dense heads (retina, the RPN)
 
 
 def anchor_shapes(count: int, scale: float) -> list[tuple[float, float]]:
@@ -99,3 +101,42 @@ def padded(boxes: Sequence[Tensor], labels: Sequence[Tensor]) -> tuple[Tensor, T
         out_boxes[k, :len(b)] = b.float()
         out_labels[k, :len(lb)] = lb.long()
     return out_boxes, out_labels
+
+
+def match_batch(anchors: Tensor, boxes: Sequence[Tensor], labels: Sequence[Tensor], positive: float,
+                negative: float) -> tuple[Tensor, Tensor, Tensor]:
+    """`match` for every image of a batch: the index of each anchor's box (B, A), and the images'
+    boxes (B, M, 4) and labels (B, M) padded to one count (`padded`)."""
+    gt, gt_labels = padded(boxes, labels)
+    which = torch.stack([match(anchors, gt[k, :len(b)], positive, negative) for k, b in enumerate(boxes)])
+    return which, gt, gt_labels
+
+
+class AnchorTable:
+    """The anchors of each canvas met so far (targets in the loader's workers)."""
+
+    def __init__(self, strides: Sequence[int], count: int, scale: float):
+        self.strides, self.count, self.scale = list(strides), count, scale
+        self.table: dict = {}
+
+    def __call__(self, canvas: tuple[int, int]) -> Tensor:
+        if canvas not in self.table:
+            sizes = [(math.ceil(canvas[0] / s), math.ceil(canvas[1] / s)) for s in self.strides]
+            self.table[canvas] = grid_anchors(sizes, self.strides, self.count, self.scale)
+        return self.table[canvas]
+
+
+def dense(x: Tensor, per_anchor: int) -> Tensor:
+    """(B, A x per_anchor, H, W) -> (B, H x W x A, per_anchor): locations row-major, then anchors."""
+    b, _, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, -1, per_anchor)
+
+
+def regression_loss(kind: str, anchors: Tensor, deltas: Tensor, boxes: Tensor, weights) -> Tensor:
+    """Summed over the rows: smooth L1 of the deltas against the deltas that reach `boxes`, or
+    1 - GIoU of the boxes the deltas make."""
+    if len(anchors) == 0:
+        return deltas.sum() * 0
+    if kind == "giou":
+        return giou_loss(decode(anchors, deltas, weights), boxes).sum()
+    return smooth_l1(deltas, encode(anchors, boxes, weights)).sum()

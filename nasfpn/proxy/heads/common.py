@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from ...ops.post import group_count
@@ -21,20 +20,22 @@ def tower(channels: int, depth: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def sizes_of(feats: Sequence[Tensor]) -> tuple[tuple[int, int], ...]:
+    """(H, W) of each level's map."""
+    return tuple(tuple(x.shape[-2:]) for x in feats)
+
+
 class GridCache:
-    """`make(sizes)` of the level map sizes met so far, on each device (a handful of shapes)."""
+    """`make(sizes)` of the pyramids met so far (their maps' sizes), on each device (a handful of
+    shapes)."""
 
     def __init__(self, make: Callable[[tuple[tuple[int, int], ...]], Tensor]):
         self.make = make
         self.table: dict = {}
 
-    def __call__(self, sizes: Sequence[tuple[int, int]], device: torch.device) -> Tensor:
-        key = (tuple(sizes), str(device))
+    def __call__(self, feats: Sequence[Tensor]) -> Tensor:
+        key = (sizes_of(feats), str(feats[0].device))
         if key not in self.table:
-            self.table[key] = self.make(tuple(sizes)).to(device)
+            self.table[key] = self.make(key[0]).to(feats[0].device)
         return self.table[key]
 
-
-def images_of(batch_size: int, per_image: int, device: torch.device) -> Tensor:
-    """The image index of each of `batch_size` x `per_image` flattened rows."""
-    return torch.arange(batch_size, device=device).repeat_interleave(per_image)

@@ -67,7 +67,7 @@ class FcosHead(nn.Module):
             dist = F.relu(self.box(b) * self.scales[i]) * self.strides[i]
             box_out.append(dist.flatten(2).transpose(1, 2))
             ctr_out.append(self.ctr(b).flatten(1))
-        points = self.grid([tuple(x.shape[-2:]) for x in feats], feats[0].device)
+        points = self.grid(feats)
         return {"cls": torch.cat(cls_out, 1), "box": torch.cat(box_out, 1), "ctr": torch.cat(ctr_out, 1),
                 "points": points}
 

@@ -13,25 +13,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..postprocess import suppress
-from .anchors import box_iou, decode, grid_anchors
-from .common import Detections, GridCache
-from .retina import regression_loss
+from ..targets import strides_for
+from .anchors import box_iou, decode, grid_anchors, regression_loss
+from .common import Detections, GridCache, sizes_of
 from .roi import RoiFeatures
-from .rpn import Rpn, canvas_of, sizes_of
+from .rpn import Rpn, canvas_of
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # deltas of the box head, as Detectron scales them
 ROIS_PER_IMAGE, POSITIVE_FRACTION, POSITIVE_IOU = 64, 0.25, 0.5
 
 
 class FasterRcnnHead(nn.Module):
-    def __init__(self, channels: int, num_classes: int, strides: Sequence[int], levels: Sequence[int],
+    def __init__(self, channels: int, num_classes: int, levels: Sequence[int],
                  anchors: int = 9, anchor_scale: float = 4.0, box_loss: str = "smooth_l1", roi_levels: str = "fpn",
                  roi_canonical: float = 224.0, proposals: int = 1000, nms: str = "hard", nms_sigma: float = 0.5,
                  hidden: int = 256):
         super().__init__()
-        self.strides, self.num_classes = list(strides), num_classes
+        self.strides, self.num_classes = strides_for(levels), num_classes
         self.box_loss, self.nms, self.nms_sigma = box_loss, nms, nms_sigma
-        self.rpn = Rpn(channels, strides, anchors, anchor_scale, proposals)
+        self.rpn = Rpn(channels, self.strides, anchors, anchor_scale, proposals)
         self.features = RoiFeatures(roi_levels, channels, levels, hidden, canonical=roi_canonical)
         self.cls = nn.Linear(hidden, num_classes + 1)
         self.box = nn.Linear(hidden, num_classes * 4)
@@ -45,7 +45,7 @@ class FasterRcnnHead(nn.Module):
         """The RPN's outputs, the RoIs `rois` (R, 4) of images `roi_image` (R,), their class
         logits `roi_cls` (R, K + 1) and deltas `roi_box` (R, K, 4); while training, the sampled
         RoIs' `roi_labels` (K: background) and `roi_targets` (the boxes they regress)."""
-        anchors = self.grid(sizes_of(feats), feats[0].device)
+        anchors = self.grid(feats)
         out = self.rpn(feats, anchors)
         rois, images = self.rpn.proposals(out, sizes_of(feats), canvas_of(feats, self.strides))
         if targets is not None:

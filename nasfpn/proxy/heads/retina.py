@@ -12,26 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..losses import focal_loss, giou_loss, smooth_l1
+from ..losses import focal_loss
 from ..postprocess import suppress
-from .anchors import decode, encode, grid_anchors, match, padded
+from .anchors import UNIT, AnchorTable, decode, dense, grid_anchors, match_batch, regression_loss
 from .common import Detections, GridCache, tower
-
-UNIT = (1.0, 1.0, 1.0, 1.0)  # delta weights of a dense head
-
-
-class AnchorTable:
-    """The anchors of each canvas met so far (targets in the loader's workers)."""
-
-    def __init__(self, strides: Sequence[int], count: int, scale: float):
-        self.strides, self.count, self.scale = list(strides), count, scale
-        self.table: dict = {}
-
-    def __call__(self, canvas: tuple[int, int]) -> Tensor:
-        if canvas not in self.table:
-            sizes = [(math.ceil(canvas[0] / s), math.ceil(canvas[1] / s)) for s in self.strides]
-            self.table[canvas] = grid_anchors(sizes, self.strides, self.count, self.scale)
-        return self.table[canvas]
 
 
 class RetinaTargets:
@@ -43,23 +27,12 @@ class RetinaTargets:
         self.num_classes, self.positive, self.negative = num_classes, positive, negative
 
     def __call__(self, canvas: tuple[int, int], boxes: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
-        anchors = self.anchors(canvas)
-        gt, gt_labels = padded(boxes, labels)
-        cls = torch.full((len(boxes), len(anchors)), self.num_classes, dtype=torch.long)
-        box = torch.zeros(len(boxes), len(anchors), 4)
-        for k, b in enumerate(boxes):
-            which = match(anchors, gt[k, :len(b)], self.positive, self.negative)
-            cls[k, which == -2] = -1
-            hit = which >= 0
-            cls[k, hit] = gt_labels[k, which[hit]]
-            box[k, hit] = gt[k, which[hit]]
+        which, gt, gt_labels = match_batch(self.anchors(canvas), boxes, labels, self.positive, self.negative)
+        hit = which.clamp(min=0)
+        cls = torch.where(which >= 0, torch.gather(gt_labels, 1, hit), torch.full_like(which, self.num_classes))
+        cls[which == -2] = -1
+        box = torch.gather(gt, 1, hit[..., None].expand(-1, -1, 4)) * (which >= 0)[..., None]
         return {"cls": cls, "box": box}
-
-
-def dense(x: Tensor, per_anchor: int) -> Tensor:
-    """(B, A x per_anchor, H, W) -> (B, H x W x A, per_anchor): locations row-major, then anchors."""
-    b, _, h, w = x.shape
-    return x.permute(0, 2, 3, 1).reshape(b, -1, per_anchor)
 
 
 class RetinaHead(nn.Module):
@@ -84,7 +57,7 @@ class RetinaHead(nn.Module):
         `box` (B, N, 4), and the `anchors` (N, 4)."""
         cls = torch.cat([dense(self.cls(self.cls_tower(x)), self.num_classes) for x in feats], 1)
         box = torch.cat([dense(self.box(self.box_tower(x)), 4) for x in feats], 1)
-        anchors = self.grid([tuple(x.shape[-2:]) for x in feats], feats[0].device)
+        anchors = self.grid(feats)
         return {"cls": cls, "box": box, "anchors": anchors}
 
     def loss(self, out: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -115,12 +88,3 @@ class RetinaHead(nn.Module):
             results.append((boxes[kept], kept_scores, label[kept]))
         return results
 
-
-def regression_loss(kind: str, anchors: Tensor, deltas: Tensor, boxes: Tensor, weights) -> Tensor:
-    """Summed over the rows: smooth L1 of the deltas against the deltas that reach `boxes`, or
-    1 - GIoU of the boxes the deltas make."""
-    if len(anchors) == 0:
-        return deltas.sum() * 0
-    if kind == "giou":
-        return giou_loss(decode(anchors, deltas, weights), boxes).sum()
-    return smooth_l1(deltas, encode(anchors, boxes, weights)).sum()

@@ -13,10 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..postprocess import batched_nms
-from .anchors import decode, match, padded
-from .retina import AnchorTable, dense, regression_loss
-
-UNIT = (1.0, 1.0, 1.0, 1.0)
+from .anchors import UNIT, AnchorTable, decode, dense, match_batch, regression_loss
 
 
 class RpnTargets:
@@ -27,15 +24,10 @@ class RpnTargets:
         self.anchors = AnchorTable(strides, count, scale)
 
     def __call__(self, canvas: tuple[int, int], boxes: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
-        anchors = self.anchors(canvas)
-        gt, gt_labels = padded(boxes, labels)
-        obj = torch.zeros(len(boxes), len(anchors), dtype=torch.long)
-        box = torch.zeros(len(boxes), len(anchors), 4)
-        for k, b in enumerate(boxes):
-            which = match(anchors, gt[k, :len(b)], 0.7, 0.3)
-            obj[k, which == -2] = -1
-            obj[k, which >= 0] = 1
-            box[k, which >= 0] = gt[k, which[which >= 0]]
+        which, gt, gt_labels = match_batch(self.anchors(canvas), boxes, labels, 0.7, 0.3)
+        obj = (which >= 0).long()
+        obj[which == -2] = -1
+        box = torch.gather(gt, 1, which.clamp(min=0)[..., None].expand(-1, -1, 4)) * (which >= 0)[..., None]
         return {"rpn_obj": obj, "rpn_box": box, "gt_boxes": gt, "gt_labels": gt_labels}
 
 
@@ -104,10 +96,6 @@ class Rpn(nn.Module):
         box = regression_loss(box_loss, out["anchors"][pos[:, 1]], deltas[pos[:, 0], pos[:, 1]],
                               targets["rpn_box"][pos[:, 0], pos[:, 1]], UNIT) / sampled
         return {"rpn_obj": obj_loss, "rpn_box": box}
-
-
-def sizes_of(feats: Sequence[Tensor]) -> list[tuple[int, int]]:
-    return [tuple(x.shape[-2:]) for x in feats]
 
 
 def canvas_of(feats: Sequence[Tensor], strides: Sequence[int]) -> tuple[float, float]:
