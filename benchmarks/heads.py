@@ -113,8 +113,9 @@ def summarize() -> int:
         moved = [m for m in moved if abs(m[2]) >= 2]
         lines += [f"- under {h}, {n} {'rises' if d > 0 else 'falls'} {abs(d)} ({rank['fcos'][n]} -> {rank[h][n]})"
                   for h, n, d in sorted(moved)] or ["- none"]
-        lines += ["", "Training seconds per trial (mean over the zoo and seeds, as each table ran; the tables "
-                  "ran at different times on a shared machine):", ""]
+        lines += ["", "Training seconds per trial (mean over the zoo and seeds, as each table ran: the tables ran "
+                  "at different times, thread counts and loads of a shared machine; the timing below compares "
+                  "the heads):", ""]
         for h in heads:
             mean = sum(seconds[h].values()) / len(necks)
             base = sum(seconds["fcos"].values()) / len(necks)
