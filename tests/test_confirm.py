@@ -69,3 +69,44 @@ def test_a_device_for_runs_on_a_cluster_is_refused(monkeypatch):
     args = argparse.Namespace(address="127.0.0.1:6379", gpus_per_trial=0, cpus_per_trial=1, device="cuda:1")
     with pytest.raises(UserError, match="take GPUs with --gpus-per-trial"):
         remote_runs(args)
+
+
+def test_runs_are_reused_from_another_folder_only_for_the_same_genotype_and_scoring(tmp_path, capsys):
+    import dataclasses
+
+    from nasfpn.cli.common import UserError
+    from nasfpn.cli.scoring import Scoring, scored_runs
+    from nasfpn.dsl import load
+    from nasfpn.dsl.budget import read_budget
+    from nasfpn.export.baselines import TABLE_FIELDS
+
+    trained = []
+
+    def train(jobs):
+        for index, (g, seed) in enumerate(jobs):
+            trained.append((g.name, seed))
+            metrics = {k: 1.0 for k in TABLE_FIELDS} | {"neck": g.name, "seed": seed, "AP": 0.3 + seed / 100}
+            yield index, {"metrics": metrics | {"budget_config": budget.as_dict(), "data": "synthetic",
+                                                "precision": "fp32", "backbone_fingerprint": "abc"}}
+
+    budget = read_budget("full")
+    scoring = Scoring(budget, "synthetic", "abc", "fp32", train)
+    fpn, bifpn = load("fpn"), load("bifpn")
+    scored_runs([fpn, bifpn], 1, scoring, tmp_path / "calibration" / "full")  # a calibration's reference runs
+    assert trained == [("fpn", 0), ("bifpn", 0)]
+    trained.clear()
+    rows = scored_runs([fpn, bifpn], 2, scoring, tmp_path / "confirm", [str(tmp_path / "calibration")])
+    assert trained == [("fpn", 1), ("bifpn", 1)]  # the seeds 0 were reused
+    assert "fpn seed 0: reused from" in capsys.readouterr().out
+    assert (tmp_path / "confirm" / "runs" / "fpn-s0" / "metrics.json").exists() and len(rows) == 4
+    assert rows[0]["AP"] == 0.3 and rows[1]["AP"] == 0.31
+    trained.clear()
+    renamed = dataclasses.replace(bifpn, name="fpn")  # the name of a stored run, another genotype
+    scored_runs([renamed], 1, scoring, tmp_path / "impostor", [str(tmp_path / "calibration")])
+    assert trained == [("fpn", 0)]
+    trained.clear()
+    other = Scoring(dataclasses.replace(budget, steps=7), "synthetic", "abc", "fp32", train)
+    scored_runs([bifpn], 1, other, tmp_path / "elsewhere", [str(tmp_path / "calibration")])
+    assert trained == [("bifpn", 0)]  # trained with another budget: not the same run
+    with pytest.raises(UserError, match="--reuse .*nowhere: no such directory"):
+        scored_runs([fpn], 1, scoring, tmp_path / "x", [str(tmp_path / "nowhere")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..dsl import load, zoo_names
 from ..files import output_dir
 from .common import UserError, add_cluster_options, bounded_int, budget_of, remote_runs
-from .scoring import scored_runs, scoring_for, shared_levels
+from .scoring import add_reuse_option, scored_runs, scoring_for, shared_levels
 from .train import add_proxy_options
 
 
@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
                                    "ap_vs_flops.png.")
     add_proxy_options(p)
     add_cluster_options(p)
+    add_reuse_option(p)
     p.add_argument("--seeds", type=bounded_int(1, 1000), default=3, help="seeds per neck (default 3)")
     p.add_argument("--necks", help="comma-separated zoo names (default: every zoo genotype)")
     p.add_argument("--out", default="runs/baselines", metavar="DIR")
@@ -30,7 +31,7 @@ def run(args) -> int:
     remote = remote_runs(args)
     out = output_dir(args.out, "--out")
     scoring = scoring_for(args, shared_levels(genotypes), budget_of(args), remote)
-    rows = scored_runs(genotypes, args.seeds, scoring, out)
+    rows = scored_runs(genotypes, args.seeds, scoring, out, args.reuse)
     if not rows:
         raise UserError("every run diverged: there is no table to write")
     write_tables(rows, out, f"{scoring.data}, budget {scoring.budget.name} ({scoring.precision}, "

@@ -7,7 +7,7 @@ import dataclasses
 from ..dsl import load, load_space, zoo_names
 from ..files import output_dir
 from .common import UserError, add_cluster_options, bounded_int, budget_of, remote_runs
-from .scoring import scored_runs, scoring_for, shared_levels
+from .scoring import add_reuse_option, scored_runs, scoring_for, shared_levels
 from .train import add_proxy_options
 
 
@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="runs/calibration", metavar="DIR")
     add_proxy_options(p)
     add_cluster_options(p)
+    add_reuse_option(p)
     p.set_defaults(run=run)
 
 
@@ -62,9 +63,9 @@ def run(args) -> int:
     rows = {}
     for budget in (proxy, reference):
         scoring = scoring_for(args, level, budget, remote)
-        rows[budget.name] = scored_runs(necks, 1, scoring, out / budget.name)
+        rows[budget.name] = scored_runs(necks, 1, scoring, out / budget.name, args.reuse)
         if budget is proxy and any(g.name == "fpn" for g in necks):
-            noise = scored_runs([load("fpn")], args.noise_seeds, scoring, out / budget.name)
+            noise = scored_runs([load("fpn")], args.noise_seeds, scoring, out / budget.name, args.reuse)
             rows[budget.name] += [r for r in noise if r["seed"] != 0]  # seed 0 is in already
         del scoring  # one session's data and features in memory at a time
     c = calibration(rows[proxy.name], rows[reference.name])

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..dsl import from_yaml, load
 from ..files import output_dir
 from .common import UserError, add_cluster_options, bounded_int, budget_of, remote_runs
-from .scoring import scored_runs, scoring_for, shared_levels
+from .scoring import add_reuse_option, scored_runs, scoring_for, shared_levels
 from .train import add_proxy_options
 
 
@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/confirm)")
     add_proxy_options(p)
     add_cluster_options(p)
+    add_reuse_option(p)
     p.set_defaults(run=run, budget="full", data=None)
 
 
@@ -69,7 +70,7 @@ def run(args) -> int:
     remote = remote_runs(args)
     out = output_dir(args.out or run_dir / "confirm", "--out")
     scoring = scoring_for(args, levels, budget, remote)
-    rows = scored_runs(necks, args.seeds, scoring, out)
+    rows = scored_runs(necks, args.seeds, scoring, out, args.reuse)
     if not rows:
         raise UserError("every run diverged: there is nothing to compare")
     write_confirmation(rows, [g.name for g in cells], baselines, out,

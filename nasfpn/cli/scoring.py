@@ -1,7 +1,9 @@
 """Train necks over seeds into DIR/runs/NAME-sSEED/, keeping finished runs: what `baselines`,
 `confirm` and `calibrate` share. A run is reused when its metrics were made with the same budget
 (a run from before budgets had `precision` ran in fp32), data, precision and backbone; anything
-else, or a damaged file, trains it again. The runs left train here one after another, or with
+else, or a damaged file, trains it again. `--reuse DIR` looks in other commands' run folders too
+(a calibration's reference runs are seeds of a confirmation's baselines), matching the genotype's
+text as well, and copies what it finds. The runs left train here one after another, or with
 `--address` as Ray tasks on a cluster (search/remote.py), each written as it finishes
 (`Scoring`: where, and on what)."""
 
@@ -68,14 +70,28 @@ def scoring_for(args, levels, budget: Budget, remote=None) -> Scoring:
                    lambda jobs: remote.train([(to_yaml(g), seed) for g, seed in jobs], spec))
 
 
-def scored_runs(genotypes: list[Genotype], seeds: int, scoring: Scoring, out: Path) -> list[dict]:
+def add_reuse_option(p) -> None:
+    p.add_argument("--reuse", action="append", default=[], metavar="DIR",
+                   help="take finished runs of the same neck, seed and scoring from DIR's run folders "
+                        "(DIR/runs/ or DIR/*/runs/, e.g. a calibration's) instead of training them "
+                        "again (repeatable)")
+
+
+def scored_runs(genotypes: list[Genotype], seeds: int, scoring: Scoring, out: Path,
+                reuse: list[str] = ()) -> list[dict]:
     """The metrics of every (genotype, seed) that trained, in that order; a run that diverged or
     failed is left out, with a warning (a re-run tries it again)."""
     rows, todo = {}, []
+    elsewhere = [Path(d) for d in reuse]
+    for d in elsewhere:
+        if not d.is_dir():
+            raise UserError(f"--reuse {d}: no such directory")
     for i, g in enumerate(genotypes):
         for seed in range(seeds):
             metrics = _finished(_run_dir(out, g, seed) / "metrics.json")
-            if metrics is not None and _reusable(metrics, scoring):
+            if metrics is None or not _reusable(metrics, scoring):
+                metrics = _reused(elsewhere, g, seed, scoring, _run_dir(out, g, seed))
+            if metrics is not None:
                 rows[i, seed] = {"precision": "fp32", **metrics}
             else:
                 todo.append((i, seed))
@@ -101,6 +117,29 @@ def scored_runs(genotypes: list[Genotype], seeds: int, scoring: Scoring, out: Pa
 
 def _run_dir(out: Path, g: Genotype, seed: int) -> Path:
     return out / "runs" / f"{g.name}-s{seed}"
+
+
+def _reused(dirs: list[Path], g: Genotype, seed: int, scoring: Scoring, target: Path) -> dict | None:
+    """A finished run of this genotype (the same text, not only the name) and seed under the same
+    scoring in one of `dirs`, copied into `target`; None if there is none."""
+    text = to_yaml(g)
+    for d in dirs:
+        for where in (d, *sorted(p for p in d.iterdir() if p.is_dir())):
+            source = _run_dir(where, g, seed)
+            if source == target or not (source / "genotype.yaml").is_file():
+                continue
+            try:
+                same = read_text(source / "genotype.yaml") == text
+            except ValueError:
+                continue
+            metrics = _finished(source / "metrics.json") if same else None
+            if metrics is not None and _reusable(metrics, scoring):
+                output_dir(target)
+                write_text(target / "genotype.yaml", text)
+                write_json(target / "metrics.json", metrics)
+                print(f"{g.name} seed {seed}: reused from {source}")
+                return metrics
+    return None
 
 
 def _reusable(metrics: dict, scoring: Scoring) -> bool:
