@@ -68,3 +68,14 @@ def test_a_calibration_is_found_for_its_data_and_budget_only(tmp_path):
     assert find_calibration(tmp_path, "coco:/data/coco", smoke) is None
     path.write_text("{ torn")
     assert find_calibration(tmp_path, "synthetic", smoke) is None  # unreadable: as if there were none
+
+
+def test_the_reference_scores_under_the_proxys_head_unless_told_otherwise():
+    from nasfpn.cli.calibrate import reference_budget
+    from nasfpn.dsl.budget import read_budget
+
+    retina = read_budget("proxy", ["head=retina", "anchors=3"])
+    same = reference_budget("full", [], retina)
+    assert (same.head, same.anchors, same.steps) == ("retina", 3, 6000)
+    fcos = reference_budget("full", ["head=fcos", "steps=1200"], retina)
+    assert (fcos.head, fcos.steps) == ("fcos", 1200) and fcos.as_dict() == read_budget("full", ["steps=1200"]).as_dict()

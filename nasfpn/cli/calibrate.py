@@ -17,6 +17,10 @@ def add_parser(sub) -> None:
                        description="Writes OUT/BUDGET/runs/NECK-sSEED/metrics.json per run (finished runs are "
                                    "kept: an interrupted calibration resumes), then calibration.md, .csv, .png.")
     p.add_argument("--reference", default="full", metavar="NAME|FILE", help="the budget to trust (default full)")
+    p.add_argument("--reference-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the reference budget (repeatable); the reference scores "
+                        "under the proxy's head unless this names a head field, e.g. a retina proxy "
+                        "against --reference-set head=fcos")
     p.add_argument("--necks", default="zoo", metavar="SPEC",
                    help="zoo (every zoo genotype), zoo names, and SPACE:K (K points of a search space), "
                         "comma-separated; e.g. zoo,nasfpn_space:4")
@@ -46,14 +50,21 @@ def necks_of(spec: str) -> list:
     return [g for i, g in enumerate(necks) if g.name not in names[:i]]
 
 
+def reference_budget(name: str, sets: list[str], proxy):
+    """The reference budget, scoring under the proxy's head (one head for both rankings) unless
+    `sets` names a head field: a cheaper head can be calibrated against the one users train."""
+    from ..dsl.budget import parse_set, read_budget, with_head_of
+
+    return with_head_of(read_budget(name, sets), proxy, keep=[parse_set(s)[0] for s in sets])
+
+
 def run(args) -> int:
-    from ..dsl.budget import read_budget, with_head_of
     from ..export.calibration import calibration, write_calibration
     from ..proxy.cache import cache_dir
     from ..proxy.calibrations import record_calibration
 
     proxy = budget_of(args)
-    reference = with_head_of(read_budget(args.reference, []), proxy)  # one head for both rankings
+    reference = reference_budget(args.reference, args.reference_set, proxy)
     necks = necks_of(args.necks)
     if len(necks) < 3:
         raise UserError(f"--necks {args.necks}: a ranking needs at least 3 necks, got {len(necks)}")
@@ -69,7 +80,8 @@ def run(args) -> int:
             rows[budget.name] += [r for r in noise if r["seed"] != 0]  # seed 0 is in already
         del scoring  # one session's data and features in memory at a time
     c = calibration(rows[proxy.name], rows[reference.name])
-    write_calibration(c, out, f"{args.data}, {proxy.name} against {reference.name}")
+    heads = f" ({proxy.head} head against {reference.head})" if proxy.head != reference.head else ""
+    write_calibration(c, out, f"{args.data}, {proxy.name} against {reference.name}{heads}")
     record_calibration(cache_dir(args.cache), args.data, proxy, reference.name,
                        {"tau": c["tau"], "rho": c["rho"], "top_overlap": c["top_overlap"], "necks": len(c["necks"])},
                        out / "calibration.md")
