@@ -81,6 +81,16 @@ def timing(cache: str | None, threads: int, necks: list[str]) -> None:
             print(f"{neck} under {head}: train {m['train_seconds']:.0f} s, AP {m['AP'] * 100:.1f}")
 
 
+def full_reference() -> dict[str, float]:
+    """neck -> AP % of its latest `full` run in the proxy-fidelity log (rows are appended in order)."""
+    path = RESULTS / "proxy_fidelity.csv"
+    if not path.exists():
+        return {}
+    with path.open() as f:
+        return {r["neck"]: float(r["AP"]) * 100 for r in csv.DictReader(f)
+                if r["budget"] == "full" and r["neck_init"] == "default"}
+
+
 def summarize() -> int:
     from nasfpn.export.ranking import kendall_tau
 
@@ -129,6 +139,12 @@ def summarize() -> int:
             ratio = f"{r['trial_seconds'] / fcos[r['neck']]:.2f}" if r["neck"] in fcos else "-"
             lines.append(f"| {r['neck']} | {r['head']} | {r['threads']} | {r['train_seconds']:.0f} | "
                          f"{r['trial_seconds']:.0f} | {ratio} |")
+    full = full_reference()
+    if full and all(n in full for n in necks):
+        lines += ["", "Kendall tau of each head's proxy ranking against the `full` budget's (fcos, fp32, one seed, "
+                  "the latest run of each neck in benchmarks/results/proxy_fidelity.csv: older code and "
+                  "pretrained backbones than these tables, so a lead, not a calibration):", ""]
+        lines += [f"- {h}: {kendall_tau([ap[h][n] for n in necks], [full[n] for n in necks]):.3f}" for h in heads]
     missing = [h for h in HEADS if h not in tables]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)} (their tables are still training)."]
