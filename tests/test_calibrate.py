@@ -79,3 +79,17 @@ def test_the_reference_scores_under_the_proxys_head_unless_told_otherwise():
     assert (same.head, same.anchors, same.steps) == ("retina", 3, 6000)
     fcos = reference_budget("full", ["head=fcos", "steps=1200"], retina)
     assert (fcos.head, fcos.steps) == ("fcos", 1200) and fcos.as_dict() == read_budget("full", ["steps=1200"]).as_dict()
+
+
+def test_a_reference_from_the_proxys_preset_is_named_apart_and_its_errors_name_the_flag():
+    from nasfpn.cli.calibrate import reference_budget
+    from nasfpn.dsl import DSLError
+    from nasfpn.dsl.budget import read_budget
+
+    proxy = read_budget("proxy")
+    longer = reference_budget("proxy", ["steps=1200"], proxy)
+    assert (longer.name, longer.steps) == ("proxy-reference", 1200)  # its runs in OUT/proxy-reference/
+    with pytest.raises(DSLError, match="--reference-set head=bogus"):
+        reference_budget("full", ["head=bogus"], proxy)
+    with pytest.raises(DSLError, match="--reference-set"):
+        reference_budget("full", ["noequals"], proxy)

@@ -52,10 +52,14 @@ def necks_of(spec: str) -> list:
 
 def reference_budget(name: str, sets: list[str], proxy):
     """The reference budget, scoring under the proxy's head (one head for both rankings) unless
-    `sets` names a head field: a cheaper head can be calibrated against the one users train."""
+    `sets` names a head field: a cheaper head can be calibrated against the one users train. Named
+    apart from the proxy when both come from one preset, as their runs live in OUT/NAME/."""
     from ..dsl.budget import parse_set, read_budget, with_head_of
 
-    return with_head_of(read_budget(name, sets), proxy, keep=[parse_set(s)[0] for s in sets])
+    flag = "--reference-set"
+    reference = with_head_of(read_budget(name, sets, flag), proxy, keep=[parse_set(s, flag)[0] for s in sets])
+    return dataclasses.replace(reference, name=f"{reference.name}-reference") if reference.name == proxy.name \
+        else reference
 
 
 def run(args) -> int:

@@ -82,10 +82,7 @@ def scored_runs(genotypes: list[Genotype], seeds: int, scoring: Scoring, out: Pa
     """The metrics of every (genotype, seed) that trained, in that order; a run that diverged or
     failed is left out, with a warning (a re-run tries it again)."""
     rows, todo = {}, []
-    elsewhere = [Path(d) for d in reuse]
-    for d in elsewhere:
-        if not d.is_dir():
-            raise UserError(f"--reuse {d}: no such directory")
+    elsewhere = _reuse_roots(reuse)
     for i, g in enumerate(genotypes):
         for seed in range(seeds):
             metrics = _finished(_run_dir(out, g, seed) / "metrics.json")
@@ -119,26 +116,35 @@ def _run_dir(out: Path, g: Genotype, seed: int) -> Path:
     return out / "runs" / f"{g.name}-s{seed}"
 
 
-def _reused(dirs: list[Path], g: Genotype, seed: int, scoring: Scoring, target: Path) -> dict | None:
+def _reuse_roots(reuse: list[str]) -> list[Path]:
+    """The folders whose runs/ `--reuse` may take from: each DIR and its subfolders."""
+    roots = []
+    for d in map(Path, reuse):
+        if not d.is_dir():
+            raise UserError(f"--reuse {d}: no such directory")
+        roots += [d, *sorted(p for p in d.iterdir() if p.is_dir())]
+    return roots
+
+
+def _reused(roots: list[Path], g: Genotype, seed: int, scoring: Scoring, target: Path) -> dict | None:
     """A finished run of this genotype (the same text, not only the name) and seed under the same
-    scoring in one of `dirs`, copied into `target`; None if there is none."""
+    scoring in one of `roots`, copied into `target`; None if there is none."""
     text = to_yaml(g)
-    for d in dirs:
-        for where in (d, *sorted(p for p in d.iterdir() if p.is_dir())):
-            source = _run_dir(where, g, seed)
-            if source == target or not (source / "genotype.yaml").is_file():
-                continue
-            try:
-                same = read_text(source / "genotype.yaml") == text
-            except ValueError:
-                continue
-            metrics = _finished(source / "metrics.json") if same else None
-            if metrics is not None and _reusable(metrics, scoring):
-                output_dir(target)
-                write_text(target / "genotype.yaml", text)
-                write_json(target / "metrics.json", metrics)
-                print(f"{g.name} seed {seed}: reused from {source}")
-                return metrics
+    for root in roots:
+        source = _run_dir(root, g, seed)
+        if source == target or not (source / "genotype.yaml").is_file():
+            continue
+        try:
+            same = read_text(source / "genotype.yaml") == text
+        except ValueError:
+            continue
+        metrics = _finished(source / "metrics.json") if same else None
+        if metrics is not None and _reusable(metrics, scoring):
+            output_dir(target)
+            write_text(target / "genotype.yaml", text)
+            write_json(target / "metrics.json", metrics)
+            print(f"{g.name} seed {seed}: reused from {source}")
+            return metrics
     return None
 
 

@@ -354,23 +354,23 @@ def _build(raw: dict[str, Any], where: Callable[[str], tuple[str, int | None]]) 
     raise DSLError(problems, source)
 
 
-def parse_set(text: str) -> tuple[str, str]:
+def parse_set(text: str, flag: str = "--set") -> tuple[str, str]:
     """`key=value` of a --set option."""
     key, eq, value = text.partition("=")
     key = key.strip()
     if not eq or not key:
-        raise DSLError([Problem("", f"expected key=value (e.g. steps=2000), got '{text}'")], "--set")
+        raise DSLError([Problem("", f"expected key=value (e.g. steps=2000), got '{text}'")], flag)
     return key, value.strip()
 
 
-def read_budget(name_or_path: str | Path, sets: Sequence[str] = ()) -> Budget:
+def read_budget(name_or_path: str | Path, sets: Sequence[str] = (), flag: str = "--set") -> Budget:
     """A preset by name (`proxy`) or a budget file, with `--set key=value` overrides applied."""
     raw, origin = _read_layers(_resolve(name_or_path))
     where = {k: (s, ln) for k, s, ln in origin}
     for text in sets:
-        key, value = parse_set(text)
+        key, value = parse_set(text, flag)
         raw[key] = value
-        where[key] = (f"--set {text}", None)
+        where[key] = (f"{flag} {text}", None)
     return _build(raw, lambda key: where.get(key, (str(name_or_path), None)))
 
 

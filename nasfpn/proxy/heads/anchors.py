@@ -104,12 +104,14 @@ def padded(boxes: Sequence[Tensor], labels: Sequence[Tensor]) -> tuple[Tensor, T
 
 
 def match_batch(anchors: Tensor, boxes: Sequence[Tensor], labels: Sequence[Tensor], positive: float,
-                negative: float) -> tuple[Tensor, Tensor, Tensor]:
-    """`match` for every image of a batch: the index of each anchor's box (B, A), and the images'
-    boxes (B, M, 4) and labels (B, M) padded to one count (`padded`)."""
+                negative: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`match` for every image of a batch: the index of each anchor's box (B, A), the box each
+    anchor regresses (B, A, 4; zeros where none), and the images' boxes (B, M, 4) and labels
+    (B, M) padded to one count (`padded`)."""
     gt, gt_labels = padded(boxes, labels)
     which = torch.stack([match(anchors, gt[k, :len(b)], positive, negative) for k, b in enumerate(boxes)])
-    return which, gt, gt_labels
+    matched = torch.gather(gt, 1, which.clamp(min=0)[..., None].expand(-1, -1, 4)) * (which >= 0)[..., None]
+    return which, matched, gt, gt_labels
 
 
 class AnchorTable:
@@ -128,8 +130,7 @@ class AnchorTable:
 
 def dense(x: Tensor, per_anchor: int) -> Tensor:
     """(B, A x per_anchor, H, W) -> (B, H x W x A, per_anchor): locations row-major, then anchors."""
-    b, _, h, w = x.shape
-    return x.permute(0, 2, 3, 1).reshape(b, -1, per_anchor)
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, per_anchor)
 
 
 def regression_loss(kind: str, anchors: Tensor, deltas: Tensor, boxes: Tensor, weights) -> Tensor:

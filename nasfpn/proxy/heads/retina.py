@@ -27,11 +27,10 @@ class RetinaTargets:
         self.num_classes, self.positive, self.negative = num_classes, positive, negative
 
     def __call__(self, canvas: tuple[int, int], boxes: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
-        which, gt, gt_labels = match_batch(self.anchors(canvas), boxes, labels, self.positive, self.negative)
-        hit = which.clamp(min=0)
-        cls = torch.where(which >= 0, torch.gather(gt_labels, 1, hit), torch.full_like(which, self.num_classes))
+        which, box, _, gt_labels = match_batch(self.anchors(canvas), boxes, labels, self.positive, self.negative)
+        cls = torch.where(which >= 0, torch.gather(gt_labels, 1, which.clamp(min=0)),
+                          torch.full_like(which, self.num_classes))
         cls[which == -2] = -1
-        box = torch.gather(gt, 1, hit[..., None].expand(-1, -1, 4)) * (which >= 0)[..., None]
         return {"cls": cls, "box": box}
 
 

@@ -24,10 +24,9 @@ class RpnTargets:
         self.anchors = AnchorTable(strides, count, scale)
 
     def __call__(self, canvas: tuple[int, int], boxes: list[Tensor], labels: list[Tensor]) -> dict[str, Tensor]:
-        which, gt, gt_labels = match_batch(self.anchors(canvas), boxes, labels, 0.7, 0.3)
+        which, box, gt, gt_labels = match_batch(self.anchors(canvas), boxes, labels, 0.7, 0.3)
         obj = (which >= 0).long()
         obj[which == -2] = -1
-        box = torch.gather(gt, 1, which.clamp(min=0)[..., None].expand(-1, -1, 4)) * (which >= 0)[..., None]
         return {"rpn_obj": obj, "rpn_box": box, "gt_boxes": gt, "gt_labels": gt_labels}
 
 
