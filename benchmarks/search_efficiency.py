@@ -54,7 +54,10 @@ def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | N
                              promote=0)  # the curves count sampled trials at one fidelity
         resumed = (run / "manifest.json").exists()
         start = time.perf_counter()
-        run_search(opts, resume=run if resumed else None)
+        _, finished = run_search(opts, resume=run if resumed else None)
+        if not finished:  # interrupted: left to resume, never counted as a finished search
+            sys.exit(f"{name}: interrupted after {len(read_trials(run))} of {trials} trials; "
+                     "run the same command again to resume it")
         timing.write_text(json.dumps({"wall_seconds": time.perf_counter() - start, "resumed": resumed}))
     records = read_trials(run)
     best, curve = 0.0, []
