@@ -359,3 +359,25 @@ def test_summarize_derives_kendall_tau_as_the_fidelity_benchmark_does():
     assert summarize.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     assert summarize.kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
     assert summarize.discordant_pairs({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 3, "c": 2}) == (1, 3)
+
+
+def test_search_efficiency_leaves_an_interrupted_search_to_resume(tmp_path, monkeypatch):
+    import nasfpn.search
+
+    spec = importlib.util.spec_from_file_location("search_efficiency",
+                                                  ROOT / "benchmarks" / "search_efficiency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    calls = []
+
+    def interrupted(opts, resume=None):
+        calls.append((opts.name, resume))
+        (tmp_path / opts.name).mkdir(exist_ok=True)
+        return tmp_path / opts.name, False
+
+    monkeypatch.setattr(nasfpn.search, "run_search", interrupted)
+    with pytest.raises(SystemExit, match="tpe-s1: interrupted after 0 of 40 trials"):
+        bench.run_one("tpe", 1, 40, tmp_path, None, 2)
+    assert calls == [("tpe-s1", None)]
+    assert not (tmp_path / "tpe-s1" / "benchmark_timing.json").exists()
+    assert bench.run_one("tpe", 1, 40, tmp_path, None, 2, train=False) is None
