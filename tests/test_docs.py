@@ -343,18 +343,22 @@ def test_zoo_table_is_what_show_prints():
 
 # -- benchmarks/README.md -----------------------------------------------------------------------------
 
+def _benchmark(name: str):
+    """benchmarks/NAME.py as a module (the folder is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_benchmarks_readme_is_generated_from_the_results():
-    spec = importlib.util.spec_from_file_location("summarize", ROOT / "benchmarks" / "summarize.py")
-    summarize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarize)
+    summarize = _benchmark("summarize")
     assert (ROOT / "benchmarks" / "README.md").read_text() == summarize.render(), \
         "benchmarks/README.md is not what the results give: run python benchmarks/summarize.py"
 
 
 def test_summarize_derives_kendall_tau_as_the_fidelity_benchmark_does():
-    spec = importlib.util.spec_from_file_location("summarize", ROOT / "benchmarks" / "summarize.py")
-    summarize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarize)
+    summarize = _benchmark("summarize")
     assert summarize.kendall_tau([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
     assert summarize.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     assert summarize.kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
@@ -364,10 +368,7 @@ def test_summarize_derives_kendall_tau_as_the_fidelity_benchmark_does():
 def test_search_efficiency_leaves_an_interrupted_search_to_resume(tmp_path, monkeypatch):
     import nasfpn.search
 
-    spec = importlib.util.spec_from_file_location("search_efficiency",
-                                                  ROOT / "benchmarks" / "search_efficiency.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("search_efficiency")
     calls = []
 
     def interrupted(opts, resume=None):
