@@ -8,8 +8,9 @@ fcos, and what a trial costs under each head.
     python benchmarks/heads.py --timing --threads 2            # fpn under each head back to back, on an idle machine
     python benchmarks/heads.py --summarize                     # only the summary, from the tables there are
 
-The fcos table is runs/baselines (the committed one, reused when its runs match); the others go to
-runs/heads/HEAD/. Writes benchmarks/results/heads.{md,csv} (and heads_timing.jsonl with --timing).
+The table of the proxy preset's own head is runs/baselines (the committed one, reused when its runs
+match); the others go to runs/heads/HEAD/. Writes benchmarks/results/heads.{md,csv} (and
+heads_timing.jsonl with --timing).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ TIMING = RESULTS / "heads_timing.jsonl"
 
 
 def table_dir(head: str) -> Path:
-    return ROOT / "runs" / ("baselines" if head == "fcos" else f"heads/{head}")
+    """runs/baselines for the proxy preset's own head (the committed baselines table), else runs/heads/HEAD."""
+    from nasfpn.dsl.budget import read_budget
+
+    return ROOT / "runs" / ("baselines" if head == read_budget("proxy").head else f"heads/{head}")
 
 
 def run_baselines(head: str, seeds: int, cache: str | None, threads: int) -> None:

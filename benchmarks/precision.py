@@ -1,11 +1,12 @@
 """Does bf16 pay on this CPU, and does it keep the proxy's ranking?
 
-One run, at `--threads` CPU threads (default 2), on the `proxy` budget:
+One run, at `--threads` CPU threads (default 2), on the `proxy` budget under the fcos head (the
+preset's head when this was measured; its rows in precision.jsonl are fcos's):
 - every zoo neck's whole proxy trial (training, evaluation, cost) in fp32 and in bf16, each pair
   run back to back: the wall-time ratio of the four timed necks (goal: bf16 at least 1.5x), the
   AP of each, the Kendall tau of the eight necks' ranking in fp32 against bf16 (goal: at least
   0.85) and each neck's AP difference against two seed std of the baselines table
-  (runs/baselines/table.csv, 3 seeds of fp32);
+  (runs/heads/fcos/table.csv, 3 seeds);
 - the training FLOP/s of fpn in each precision as a fraction of the machine's matmul FLOP/s in
   that precision;
 - the layers the trial is made of, forward + backward in fp32 and under bf16 autocast (which of
@@ -155,7 +156,7 @@ def main() -> int:
     if not resolve("auto", "cpu").name == "bf16":
         print("this CPU has no native bf16: nothing to measure", file=sys.stderr)
         return 1
-    budget = read_budget("proxy", ["precision=fp32"])
+    budget = read_budget("proxy", ["precision=fp32", "head=fcos"])
     session = ProxySession.open("synthetic", budget, cache=args.cache, progress=False)
     necks = nasfpn.zoo_names("genotype")
     memory_format_steps(session, ("fpn",), steps=10)  # warm-up: kernels of both precisions picked
@@ -167,14 +168,14 @@ def main() -> int:
     sweep = conv_sweep(budget.batch)
     format_steps = 40
     formats = memory_format_steps(session, TIMED, format_steps)
-    std = seed_std(ROOT / "runs" / "baselines" / "table.csv")
+    std = seed_std(ROOT / "runs" / "heads" / "fcos" / "table.csv")
 
     wall = {p: sum(rows[(n, p)]["wall_seconds"] for n in TIMED) for p in PRECISIONS}
     train = {p: sum(rows[(n, p)]["train_seconds"] for n in TIMED) for p in PRECISIONS}
     ap = {p: [rows[(n, p)]["AP"] for n in necks] for p in PRECISIONS}
     tau = kendall_tau(ap["fp32"], ap["bf16"])
     lines = [f"Precision on this CPU (`python benchmarks/precision.py --threads {args.threads}`), torch "
-             f"{torch.__version__}, {args.threads} CPU threads, budget proxy, seed 0.", "",
+             f"{torch.__version__}, {args.threads} CPU threads, budget proxy under the fcos head, seed 0.", "",
              f"- whole trials of {', '.join(TIMED)} (training, evaluation, cost): fp32 {wall['fp32']:.0f} s, "
              f"bf16 {wall['bf16']:.0f} s: **{wall['fp32'] / wall['bf16']:.2f}x** (goal 1.5x); their training "
              f"alone {train['fp32'] / train['bf16']:.2f}x",

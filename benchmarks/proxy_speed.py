@@ -1,11 +1,13 @@
 """How fast is one `proxy` trial of fpn, and how well does training use the machine?
 
 Prints (and writes to benchmarks/results/proxy_speed.md) the wall time of one proxy trial of the
-`fpn` neck on 2 CPU threads, split into training, evaluation and cost measurement; the one-time
-preparation it reuses (dataset, backbone pretraining, feature cache); and the FLOP/s the training
-achieves (FLOPs of one forward+backward step counted by FlopCounterMode, times steps, over the
-training time) as a fraction of the machine's matmul FLOP/s in the trial's precision (the
-proxy's `auto`: bf16 on a CPU with native bf16, else fp32), measured in the same run.
+`fpn` neck on 2 CPU threads under the fcos head (the in-memory comparison below assigns FCOS
+targets; `benchmarks/heads.py --timing` times the other heads against it), split into training,
+evaluation and cost measurement; the one-time preparation it reuses (dataset, backbone pretraining,
+feature cache); and the FLOP/s the training achieves (FLOPs of one forward+backward step counted by
+FlopCounterMode, times steps, over the training time) as a fraction of the machine's matmul FLOP/s
+in the trial's precision (the proxy's `auto`: bf16 on a CPU with native bf16, else fp32), measured
+in the same run.
 
 It also trains the same trial from batches held in memory (every feature read into RAM, every
 FCOS target assigned beforehand, as the trainer did before data was streamed), alternating with
@@ -100,7 +102,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS / "proxy_speed.md"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    budget = read_budget("proxy")
+    budget = read_budget("proxy", ["head=fcos"])
 
     start = time.perf_counter()  # the session's two steps timed apart: loading, then preparing
     data = load_data("synthetic", budget.image_size, budget.train_images, budget.val_images, cache=args.cache)
@@ -145,7 +147,7 @@ def main() -> int:
         ("one-time: backbone pretraining + feature cache", f"{prepare_s:.1f} s",
          "0 s when already cached on disk"),
     ]
-    lines = [f"Proxy speed (`python benchmarks/proxy_speed.py --threads {args.threads}`), "
+    lines = [f"Proxy speed under the fcos head (`python benchmarks/proxy_speed.py --threads {args.threads}`), "
              f"torch {torch.__version__}, {args.threads} CPU threads.", "",
              "| what | measured | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]

@@ -5,7 +5,9 @@ at the proxy budget, one trial at a time with all threads, no baselines. Prints 
 found after N trials (mean and min..max over seeds) next to the best baseline of runs/baselines
 (or benchmarks/results/baselines), and how many trials each sampler needs to reach random
 search's mean best. Writes benchmarks/results/search_efficiency.{md,csv,png}. Searches run seed by seed (every sampler's
-seed 0 first); a finished search is reused and an interrupted one resumed when re-run.
+seed 0 first); a finished search is reused and an interrupted one resumed when re-run, if it ran
+under the budget this run asks for (`--set` overrides the proxy's fields; give searches under
+another budget their own `--runs-dir` and `--out`).
 `benchmarks/trial_overhead.py` measures what Ray and Optuna cost per trial.
 
     python benchmarks/search_efficiency.py --trials 40 --seeds 3
@@ -25,8 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def best_baseline() -> tuple[str, float] | None:
-    for table in (ROOT / "runs" / "baselines" / "table.csv", RESULTS / "baselines" / "table.csv"):
+def best_baseline(head: str) -> tuple[str, float] | None:
+    """The best neck of the baselines table under `head` at the proxy budget (runs/baselines is the
+    preset head's, runs/heads/HEAD the others', as benchmarks/heads.py writes them)."""
+    from nasfpn.dsl.budget import read_budget
+
+    own = head == read_budget("proxy").head
+    for table in (ROOT / "runs" / ("baselines" if own else f"heads/{head}") / "table.csv",
+                  *([RESULTS / "baselines" / "table.csv"] if own else [])):
         if table.exists():
             with table.open() as f:
                 rows = list(csv.DictReader(f))
@@ -35,20 +43,34 @@ def best_baseline() -> tuple[str, float] | None:
     return None
 
 
+def searched_under(run: Path) -> dict | None:
+    """The resolved budget a search's manifest records, None where it has no manifest yet."""
+    manifest = run / "manifest.json"
+    return json.loads(manifest.read_text())["budget"] if manifest.exists() else None
+
+
 def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | None, threads: int,
-            train: bool = True) -> dict | None:
+            sets: list[str], train: bool = True) -> dict | None:
     """The search's best-AP curve, running (or resuming) it first; None if it has not finished
-    and `train` is off."""
+    and `train` is off. Exits where the run folder holds a search under another budget."""
+    from nasfpn.dsl.budget import HEAD_FIELDS, budget_from_dict, read_budget
     from nasfpn.search import SearchOptions, run_search
     from nasfpn.search.store import read_trials
 
     name = f"{sampler}-s{seed}"
     run = runs_dir / name
+    asked, recorded = read_budget("proxy", sets), searched_under(run)
+    if recorded is not None and recorded != asked.as_dict():
+        searched = budget_from_dict(recorded, str(run / "manifest.json"))
+        changed = [f"{k} {getattr(searched, k)}, not {getattr(asked, k)}" for k in asked.as_dict()
+                   if k in recorded or k in HEAD_FIELDS if getattr(searched, k) != getattr(asked, k)]
+        sys.exit(f"{run}: searched under another budget ({'; '.join(changed)}); "
+                 "give --runs-dir a folder of its own")
     timing = run / "benchmark_timing.json"
     if not timing.exists() and not train:
         return None
     if not timing.exists():
-        opts = SearchOptions(space=str(ROOT / "search_spaces" / "nasfpn_space.yaml"), trials=trials,
+        opts = SearchOptions(space=str(ROOT / "search_spaces" / "nasfpn_space.yaml"), trials=trials, sets=sets,
                              sampler=sampler, seed=seed, concurrency=1, cpus_per_trial=threads, cpus=threads,
                              baselines=[], name=name, runs_dir=str(runs_dir), cache=cache, progress=False,
                              promote=0)  # the curves count sampled trials at one fidelity
@@ -82,6 +104,10 @@ def main() -> int:
     parser.add_argument("--samplers", default="random,tpe,evolution")
     parser.add_argument("--cache", help="backbone/feature cache (default ~/.cache/nasfpn)")
     parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "search_efficiency"))
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the proxy budget (repeatable), e.g. --set head=fcos")
+    parser.add_argument("--out", default=str(RESULTS / "search_efficiency"),
+                        help="where the .md, .csv and .png go (a path without the suffix)")
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: report the searches that have finished")
     args = parser.parse_args()
@@ -94,7 +120,7 @@ def main() -> int:
         connect_ray(None, args.threads)  # the embedded Ray, bound to 127.0.0.1
     wanted = args.samplers.split(",")
     runs = [r for k in range(args.seeds) for s in wanted
-            if (r := run_one(s, k, args.trials, Path(args.runs_dir), args.cache, args.threads,
+            if (r := run_one(s, k, args.trials, Path(args.runs_dir), args.cache, args.threads, args.sets,
                              train=not args.finished_only)) is not None]
     ray.shutdown()
     samplers = [s for s in wanted if any(r["sampler"] == s for r in runs)]
@@ -103,19 +129,26 @@ def main() -> int:
         return 1
     seeds = {s: sorted(r["seed"] for r in runs if r["sampler"] == s) for s in samplers}
 
-    base = best_baseline()
+    from nasfpn.dsl.budget import read_budget
+
+    budget = read_budget("proxy", args.sets)
+    base = best_baseline(budget.head)
+    out = Path(args.out)
+    given = "".join(f" --set {s}" for s in args.sets)
+    if out != RESULTS / "search_efficiency":
+        given += f" --runs-dir {args.runs_dir} --out {args.out}"
     checkpoints = sorted({n for n in (5, 10, 20, 30, 40, args.trials) if n <= args.trials})
     partial = any(len(v) < args.seeds for v in seeds.values()) or len(samplers) < len(wanted)
-    lines = [f"Search efficiency on nasfpn_space, proxy budget, {args.seeds} seeds per sampler, "
-             f"{args.trials} trials each, one trial at a time on {args.threads} threads "
-             f"(`python benchmarks/search_efficiency.py --trials {args.trials} --seeds {args.seeds}`)."
+    lines = [f"Search efficiency on nasfpn_space, proxy budget ({budget.head} head), {args.seeds} seeds per "
+             f"sampler, {args.trials} trials each, one trial at a time on {args.threads} threads "
+             f"(`python benchmarks/search_efficiency.py --trials {args.trials} --seeds {args.seeds}{given}`)."
              + (" So far: " + "; ".join(f"{s} seed(s) {', '.join(map(str, v))}" for s, v in seeds.items())
                 + " have finished." if partial else ""), "",
              "Best AP (%) found after N trials: mean over seeds (min..max)." +
              (f" Best baseline under the same proxy: {base[0]} {base[1] * 100:.1f}." if base else ""), "",
              "| sampler | " + " | ".join(f"N={n}" for n in checkpoints) + " |",
              "|---|" + "---|" * len(checkpoints)]
-    with (RESULTS / "search_efficiency.csv").open("w", newline="") as f:
+    with out.with_suffix(".csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["sampler", "seed", "trial", "best_AP"])
         for r in runs:
@@ -142,7 +175,7 @@ def main() -> int:
     lines += ["", f"{pruned} of {sum(r['n'] for r in runs)} trials were stopped early by ASHA."]
     text = "\n".join(lines) + "\n"
     print(text)
-    (RESULTS / "search_efficiency.md").write_text(text)
+    out.with_suffix(".md").write_text(text)
 
     import matplotlib
 
@@ -163,7 +196,7 @@ def main() -> int:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "search_efficiency.png", dpi=120)
+    fig.savefig(out.with_suffix(".png"), dpi=120)
     return 0
 
 

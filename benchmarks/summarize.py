@@ -2,7 +2,7 @@
 
 Reads what the benchmark scripts wrote to benchmarks/results/ (their .md summaries, and the CSVs
 for a few figures derived here), plus the committed runs the README cites (runs/baselines/,
-runs/nasfpn-40/, runs/search_efficiency/). Only current figures: a result file named
+runs/nasfpn-40/, runs/search_efficiency*/). Only current figures: a result file named
 NAME.YYYY-MM-DD.* is an earlier measurement kept for CHANGELOG.md and is left out. A result
 summary in results/ that no section below takes is an error, so a new benchmark cannot be
 forgotten here. Rank statistics are nasfpn's (`nasfpn.export.ranking`), as the benchmarks' own.
@@ -253,21 +253,25 @@ def proxy_steps(fid: dict) -> list[str]:
 
 
 def search_efficiency() -> list[str]:
-    md = RESULTS / "search_efficiency.md"
-    runs = sorted(p for p in (ROOT / "runs" / "search_efficiency").iterdir() if (p / "trials.jsonl").is_file())
-    created = sorted({json.loads(_read(p / "manifest.json"))["created"][:10] for p in runs})
-    return ["## Search efficiency", "",
-            f"Random search, TPE and regularized evolution on `nasfpn_space` (runs of {', '.join(created)}, at the "
-            "proxy budget as it is: bf16, pass-through neck init).", "",
-            *_body(md), "",
-            "The first 10 trials of random search and "
-            "TPE are identical by design: TPE starts with Optuna's 10 random start-up trials, drawn from the same "
-            "seed; evolution draws its first 10 (its population) itself.", "",
-            "Ray/Optuna overhead per trial, now that Tune reuses its actors: "
-            "`python benchmarks/trial_overhead.py --trials 10 --compare runs/search_efficiency/random-s0` prints it "
-            "(it writes no result file; the last measurement is in [docs/search.md](../docs/search.md)).", "",
-            *_image(RESULTS / "search_efficiency.png", "best AP by trial"), "",
-            _files(md, RESULTS / "search_efficiency.csv")]
+    """The samplers compared under the proxy preset as it is, then under the fcos head it had before
+    (results/search_efficiency_fcos.*, runs/search_efficiency-fcos/), each where it has results."""
+    out = ["## Search efficiency", "",
+           "Random search, TPE and regularized evolution on `nasfpn_space` at the proxy budget (bf16, "
+           "pass-through neck init). The first 10 trials of random search and TPE are identical by design: TPE "
+           "starts with Optuna's 10 random start-up trials, drawn from the same seed; evolution draws its first "
+           "10 (its population) itself.", ""]
+    for tag, runs_dir in (("", "search_efficiency"), ("_fcos", "search_efficiency-fcos")):
+        md = RESULTS / f"search_efficiency{tag}.md"
+        runs = sorted(p for p in (ROOT / "runs" / runs_dir).glob("*") if (p / "trials.jsonl").is_file())
+        if not md.exists() and not runs:
+            continue
+        created = sorted({json.loads(_read(p / "manifest.json"))["created"][:10] for p in runs})
+        out += [f"Runs of {', '.join(created) or 'none yet'} in `runs/{runs_dir}/`:", "", *_body(md), "",
+                *_image(md.with_suffix(".png"), "best AP by trial"), "", _files(md, md.with_suffix(".csv")), ""]
+    return out + ["Ray/Optuna overhead per trial, now that Tune reuses its actors: "
+                  "`python benchmarks/trial_overhead.py --trials 10 --compare runs/search_efficiency-fcos/random-s0` "
+                  "prints it (it writes no result file; the last measurement is in "
+                  "[docs/search.md](../docs/search.md))."]
 
 
 def roi_align() -> list[str]:
@@ -292,7 +296,7 @@ def render() -> str:
                 proxy_fidelity(fid), proxy_steps(fid), search_efficiency(), heads(), roi_align()]
     taken = {"compile_overhead", "proxy_speed", "precision", "device_check", "data_pipeline", "real_photos",
              "proxy_fidelity", "proxy_steps",
-             "search_efficiency", "heads", "roi_align"}
+             "search_efficiency", "search_efficiency_fcos", "heads", "roi_align"}
     stray = sorted(p.name for p in RESULTS.glob("*.md") if p.stem not in taken and not DATED.search(p.stem))
     if stray:
         raise MissingResult(f"no section of benchmarks/summarize.py takes {', '.join(stray)}")

@@ -5,7 +5,7 @@ budget) and splits the time outside the trial function into the gap between one 
 and the next starting (actor start-up) and the driver-side bookkeeping around each trial.
 `--compare RUN_DIR` prints the same split for an earlier run (e.g. one of search_efficiency's).
 
-    python benchmarks/trial_overhead.py --trials 10 --compare runs/search_efficiency/random-s0
+    python benchmarks/trial_overhead.py --trials 10 --compare runs/search_efficiency-fcos/random-s0
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -378,7 +379,19 @@ def test_search_efficiency_leaves_an_interrupted_search_to_resume(tmp_path, monk
 
     monkeypatch.setattr(nasfpn.search, "run_search", interrupted)
     with pytest.raises(SystemExit, match="tpe-s1: interrupted after 0 of 40 trials"):
-        bench.run_one("tpe", 1, 40, tmp_path, None, 2)
+        bench.run_one("tpe", 1, 40, tmp_path, None, 2, [])
     assert calls == [("tpe-s1", None)]
     assert not (tmp_path / "tpe-s1" / "benchmark_timing.json").exists()
-    assert bench.run_one("tpe", 1, 40, tmp_path, None, 2, train=False) is None
+    assert bench.run_one("tpe", 1, 40, tmp_path, None, 2, [], train=False) is None
+
+
+def test_search_efficiency_never_counts_a_search_made_under_another_budget(tmp_path):
+    from nasfpn.dsl.budget import read_budget
+
+    bench = _benchmark("search_efficiency")
+    (tmp_path / "random-s0").mkdir()
+    fcos = read_budget("proxy", ["head=fcos"]).as_dict()
+    (tmp_path / "random-s0" / "manifest.json").write_text(json.dumps({"budget": fcos}))
+    with pytest.raises(SystemExit, match=r"random-s0: searched under another budget \(head fcos, not retina\)"):
+        bench.run_one("random", 0, 40, tmp_path, None, 2, [], train=False)
+    assert bench.run_one("random", 0, 40, tmp_path, None, 2, ["head=fcos"], train=False) is None  # not finished

@@ -26,7 +26,7 @@ COMMITTED = sorted(ROOT.glob("runs/**/trials.jsonl"))
 
 def test_every_committed_run_is_found():
     names = {p.parent.relative_to(ROOT / "runs").as_posix() for p in COMMITTED}
-    assert names >= {"nasfpn-40", *(f"search_efficiency/{s}-s0" for s in ("random", "tpe", "evolution"))}
+    assert names >= {"nasfpn-40", *(f"search_efficiency-fcos/{s}-s0" for s in ("random", "tpe", "evolution"))}
 
 
 def _with_rungs(line: dict) -> dict:
