@@ -2,8 +2,8 @@
 
 Runs `--seeds` searches per sampler (random, TPE, evolution) of `--trials` trials on nasfpn_space
 at the proxy budget, one trial at a time with all threads, no baselines. Prints the best AP
-found after N trials (mean and min..max over seeds) next to the best baseline of runs/baselines
-(or benchmarks/results/baselines), and how many trials each sampler needs to reach random
+found after N trials (mean and min..max over seeds) next to the best baseline under the same head
+(runs/baselines or runs/heads/HEAD), and how many trials each sampler needs to reach random
 search's mean best. Writes benchmarks/results/search_efficiency.{md,csv,png}. Searches run seed by seed (every sampler's
 seed 0 first); a finished search is reused and an interrupted one resumed when re-run, if it ran
 under the budget this run asks for (`--set` overrides the proxy's fields; give searches under
@@ -28,44 +28,36 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def best_baseline(head: str) -> tuple[str, float] | None:
-    """The best neck of the baselines table under `head` at the proxy budget (runs/baselines is the
-    preset head's, runs/heads/HEAD the others', as benchmarks/heads.py writes them)."""
-    from nasfpn.dsl.budget import read_budget
+    """The best neck of the baselines table under `head` at the proxy budget, where
+    benchmarks/heads.py keeps it; None if there is none."""
+    from heads import table_dir  # a script beside this one (its folder is on sys.path)
 
-    own = head == read_budget("proxy").head
-    for table in (ROOT / "runs" / ("baselines" if own else f"heads/{head}") / "table.csv",
-                  *([RESULTS / "baselines" / "table.csv"] if own else [])):
-        if table.exists():
-            with table.open() as f:
-                rows = list(csv.DictReader(f))
-            best = max(rows, key=lambda r: float(r["AP_mean"]))
-            return best["neck"], float(best["AP_mean"])
-    return None
-
-
-def searched_under(run: Path) -> dict | None:
-    """The resolved budget a search's manifest records, None where it has no manifest yet."""
-    manifest = run / "manifest.json"
-    return json.loads(manifest.read_text())["budget"] if manifest.exists() else None
+    table = table_dir(head) / "table.csv"
+    if not table.exists():
+        return None
+    with table.open() as f:
+        best = max(csv.DictReader(f), key=lambda r: float(r["AP_mean"]))
+    return best["neck"], float(best["AP_mean"])
 
 
 def run_one(sampler: str, seed: int, trials: int, runs_dir: Path, cache: str | None, threads: int,
             sets: list[str], train: bool = True) -> dict | None:
     """The search's best-AP curve, running (or resuming) it first; None if it has not finished
     and `train` is off. Exits where the run folder holds a search under another budget."""
-    from nasfpn.dsl.budget import HEAD_FIELDS, budget_from_dict, read_budget
-    from nasfpn.search import SearchOptions, run_search
-    from nasfpn.search.store import read_trials
+    from nasfpn.dsl.budget import read_budget
+    from nasfpn.search import SearchError, SearchOptions, run_search
+    from nasfpn.search.store import budget_differences, read_manifest, read_trials
 
     name = f"{sampler}-s{seed}"
     run = runs_dir / name
-    asked, recorded = read_budget("proxy", sets), searched_under(run)
-    if recorded is not None and recorded != asked.as_dict():
-        searched = budget_from_dict(recorded, str(run / "manifest.json"))
-        changed = [f"{k} {getattr(searched, k)}, not {getattr(asked, k)}" for k in asked.as_dict()
-                   if k in recorded or k in HEAD_FIELDS if getattr(searched, k) != getattr(asked, k)]
-        sys.exit(f"{run}: searched under another budget ({'; '.join(changed)}); "
-                 "give --runs-dir a folder of its own")
+    if (run / "manifest.json").exists():
+        try:
+            changed = budget_differences(read_manifest(run), read_budget("proxy", sets).as_dict())
+        except SearchError as problem:
+            sys.exit(str(problem))
+        if changed:
+            sys.exit(f"{run}: searched under another budget ({'; '.join(f'{k} {a}, not {b}' for k, a, b in changed)}); "
+                     "give --runs-dir a folder of its own")
     timing = run / "benchmark_timing.json"
     if not timing.exists() and not train:
         return None
@@ -111,6 +103,13 @@ def main() -> int:
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: report the searches that have finished")
     args = parser.parse_args()
+    from nasfpn.dsl import DSLError
+    from nasfpn.dsl.budget import read_budget
+
+    try:
+        budget = read_budget("proxy", args.sets)  # a bad --set is one line, before Ray starts
+    except DSLError as problem:
+        sys.exit(f"error: {problem}")
 
     import ray
 
@@ -129,9 +128,6 @@ def main() -> int:
         return 1
     seeds = {s: sorted(r["seed"] for r in runs if r["sampler"] == s) for s in samplers}
 
-    from nasfpn.dsl.budget import read_budget
-
-    budget = read_budget("proxy", args.sets)
     base = best_baseline(budget.head)
     out = Path(args.out)
     given = "".join(f" --set {s}" for s in args.sets)

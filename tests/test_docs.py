@@ -391,7 +391,7 @@ def test_search_efficiency_never_counts_a_search_made_under_another_budget(tmp_p
     bench = _benchmark("search_efficiency")
     (tmp_path / "random-s0").mkdir()
     fcos = read_budget("proxy", ["head=fcos"]).as_dict()
-    (tmp_path / "random-s0" / "manifest.json").write_text(json.dumps({"budget": fcos}))
+    (tmp_path / "random-s0" / "manifest.json").write_text(json.dumps({"budget": fcos, "args": {}, "space": {}}))
     with pytest.raises(SystemExit, match=r"random-s0: searched under another budget \(head fcos, not retina\)"):
         bench.run_one("random", 0, 40, tmp_path, None, 2, [], train=False)
     assert bench.run_one("random", 0, 40, tmp_path, None, 2, ["head=fcos"], train=False) is None  # not finished

@@ -120,6 +120,21 @@ def write_manifest(run_dir: Path, args: dict, space_path: str, study_name: str, 
     return manifest
 
 
+def budget_differences(manifest: dict, budget: dict) -> list[tuple[str, object, object]]:
+    """(field, the run's value, `budget`'s) for each field where the budget a manifest records
+    differs from `budget` (both as `Budget.as_dict()` gives them; a field one leaves out, as an
+    older record or an fcos budget does, has its default), the budget's name aside."""
+    from ..dsl.budget import Budget
+
+    theirs = manifest.get("budget") or {}
+
+    def value(d: dict, key: str):
+        return d.get(key, getattr(Budget, key, None))
+
+    return [(k, value(theirs, k), value(budget, k)) for k in sorted((theirs.keys() | budget.keys()) - {"name"})
+            if value(theirs, k) != value(budget, k)]
+
+
 def read_manifest(run_dir: Path) -> dict:
     """The manifest, checked on open; a missing or damaged one is a SearchError saying what to do."""
     path = run_dir / MANIFEST

@@ -21,7 +21,7 @@ from ..dsl.locate import locate
 from .errors import SearchError
 from .records import COMPLETE, PRUNED, SEARCH, TrialRecord
 from .sampling import option_label
-from .store import read_manifest, read_trials, space_file
+from .store import budget_differences, read_manifest, read_trials, space_file
 
 ZOO = "zoo"
 
@@ -63,9 +63,7 @@ def run_points(run_dir: Path, space: SearchSpace, budget: dict, data: str, backb
     manifest = read_manifest(run_dir)
     if _shape(load_space(space_file(run_dir, manifest))) != _shape(space):
         raise SearchError(f"{where}: that search sampled another space than {space.name}")
-    theirs = {k: v for k, v in (manifest.get("budget") or {}).items() if k != "name"}
-    ours = {k: v for k, v in budget.items() if k != "name"}
-    differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    differ = [key for key, _, _ in budget_differences(manifest, budget)]
     if differ:
         raise SearchError(f"{where}: that search trained on another budget ({', '.join(differ[:5])} differ)")
     args = manifest["args"]
