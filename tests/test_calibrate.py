@@ -70,6 +70,27 @@ def test_a_calibration_is_found_for_its_data_and_budget_only(tmp_path):
     assert find_calibration(tmp_path, "synthetic", smoke) is None  # unreadable: as if there were none
 
 
+def test_a_calibration_beside_the_runs_is_found_from_an_empty_cache(tmp_path):
+    """A calibration committed with a project's runs (RUNS/NAME/calibration.json) serves a clone
+    whose cache has none; the cache's own entry comes first."""
+    import dataclasses
+
+    from nasfpn.dsl.budget import read_budget
+    from nasfpn.proxy.calibrations import find_calibration, record_calibration
+
+    smoke = read_budget("smoke")
+    runs, elsewhere = tmp_path / "runs", tmp_path / "fresh-cache"
+    (runs / "calibration").mkdir(parents=True)
+    record_calibration(tmp_path / "cache", "synthetic", smoke, "full", {"tau": 0.8, "necks": 15},
+                       runs / "calibration" / "calibration.md")
+    assert find_calibration(elsewhere, "synthetic", smoke) is None  # the cache alone
+    found = find_calibration(elsewhere, "synthetic", smoke, runs)
+    assert found["tau"] == 0.8 and found["report"] == str(runs / "calibration" / "calibration.md")
+    assert find_calibration(elsewhere, "synthetic", dataclasses.replace(smoke, steps=13), runs) is None
+    record_calibration(elsewhere, "synthetic", smoke, "longer", {"tau": 0.5, "necks": 4}, tmp_path / "c.md")
+    assert find_calibration(elsewhere, "synthetic", smoke, runs)["reference"] == "longer"
+
+
 def test_the_reference_scores_under_the_proxys_head_unless_told_otherwise():
     from nasfpn.cli.calibrate import reference_budget
     from nasfpn.dsl.budget import read_budget

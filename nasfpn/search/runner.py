@@ -206,7 +206,7 @@ def run_search(opts: SearchOptions, resume: Optional[Path] = None,
         else:  # the driver checks the data and fills the cache; each trial worker opens it from there
             spec.open("cpu", progress=opts.progress)
 
-    calibration = find_calibration(cache_dir(_cache_for(opts)), opts.data, budget)
+    calibration = find_calibration(cache_dir(_cache_for(opts)), opts.data, budget, Path(opts.runs_dir))
     created = not run_dir.exists()
     try:
         output_dir(run_dir)
