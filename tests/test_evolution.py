@@ -65,6 +65,23 @@ def test_the_population_is_the_newest_finished_trials_and_the_oldest_leaves_firs
     assert [t.number for t in sampler.members(study, 10)] == [5, 6, 7, 8]
 
 
+def test_a_point_told_before_sampling_lives_as_long_as_any_member_of_the_first_population():
+    probe = optuna.create_study()
+    sample_genotype(SPACE, probe.ask())
+    point = probe.trials[0]
+    sampler = RegularizedEvolutionSampler(population=4, tournament=4, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.add_trial(optuna.trial.create_trial(params=point.params, distributions=point.distributions, value=100.0,
+                                              user_attrs={"warm_start": "zoo:nasfpn-proxy"}))
+    _run(sampler, 10, study=study)
+    # told as trial 0, the oldest by number, it still leaves last of the first population:
+    # a member through the 4 tournaments after it, each of which it wins
+    alive = [n for n in range(1, 11) if 0 in [t.number for t in sampler.members(study, n)]]
+    assert alive == [1, 2, 3, 4, 5, 6, 7]
+    assert [sampler.plan(study, n).parent for n in range(4, 8)] == [0, 0, 0, 0]
+    assert sampler.plan(study, 8).parent != 0
+
+
 def test_a_tournament_takes_its_fittest_member():
     sampler = RegularizedEvolutionSampler(population=4, tournament=4, seed=0)
     study = _run(sampler, 4)

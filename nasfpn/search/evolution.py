@@ -6,7 +6,8 @@ and the child copies the parent's choices except one, picked at random and chang
 of its options. Choices the parent never made (a mutated `k` of a pick opens new slots) are drawn
 at random. The population is the `population` most recent trials that finished (COMPLETE or
 PRUNED), in the order Optuna numbered them: a new trial enters it and the oldest leaves,
-whatever its score (age-based removal, the "regularized" part). With trials running in
+whatever its score (age-based removal, the "regularized" part). Points told by a warm start
+before sampling count as the newest of the first population, not the oldest. With trials running in
 parallel, a child is bred from the members that have finished when it is asked.
 
 Fitness is how far a trial got, then its score: a COMPLETE trial beats a PRUNED one, a pruned
@@ -78,7 +79,16 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
         """The population when trial number `before` was asked: the newest finished trials before it."""
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
                 if t.number < before]
-        return sorted(done, key=lambda t: t.number)[-self.population:]
+        return sorted(done, key=self.age)[-self.population:]
+
+    def age(self, trial: FrozenTrial) -> tuple:
+        """Where a trial stands in the population's queue. A point told before sampling
+        (`--warm-start`) would be the oldest and leave before the first child is bred; it enters
+        as the newest member of the first population instead, so it is a parent candidate for as
+        many tournaments as any member."""
+        if "warm_start" in trial.user_attrs and trial.number < self.population:
+            return (self.population - 0.5, trial.number)
+        return (trial.number, 0)
 
     def plan(self, study: optuna.Study, number: int) -> Optional[Plan]:
         """The parent and the mutation of trial `number`; None for the first `population` trials
