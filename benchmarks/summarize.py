@@ -2,7 +2,7 @@
 
 Reads what the benchmark scripts wrote to benchmarks/results/ (their .md summaries, and the CSVs
 for a few figures derived here), plus the committed runs the README cites (runs/baselines/,
-runs/nasfpn-40/, runs/search_efficiency*/). Only current figures: a result file named
+runs/nasfpn-60/, runs/search_efficiency*/). Only current figures: a result file named
 NAME.YYYY-MM-DD.* is an earlier measurement kept for CHANGELOG.md and is left out. A result
 summary in results/ that no section below takes is an error, so a new benchmark cannot be
 forgotten here. Rank statistics are nasfpn's (`nasfpn.export.ranking`), as the benchmarks' own.
@@ -199,31 +199,39 @@ def baselines() -> list[str]:
             _files(md, ROOT / "runs" / "baselines" / "table.csv")]
 
 
-def search_40() -> list[str]:
-    run = ROOT / "runs" / "nasfpn-40"
-    manifest = json.loads(_read(run / "manifest.json"))
-    versions = manifest["versions"]
-    board = _body(run / "leaderboard.md")
+SEARCH = ROOT / "runs" / "nasfpn-60"
+
+
+def search() -> list[str]:
+    """The committed search: its leaderboard cut to the baselines and the best sampled necks, its
+    checklist, and the confirmation at the reference budget where one has been run."""
+    manifest = json.loads(_read(SEARCH / "manifest.json"))
+    versions, args = manifest["versions"], manifest["args"]
+    board = _body(SEARCH / "leaderboard.md")
     cut = board.index("## Checklist") if "## Checklist" in board else len(board)
     board, check = board[:cut], [ln for ln in board[cut + 1:] if ln.strip()]
     head = [ln for ln in board if not ln.startswith("|")]
     table = [ln for ln in board if ln.startswith("|")]
     kept, sampled = table[:2], 0
-    for ln in table[2:]:  # every baseline, and the two best sampled necks
+    for ln in table[2:]:  # every baseline, and the three best sampled necks
         kind = [c.strip() for c in ln.strip("|").split("|")][2]
-        if kind == "baseline" or sampled < 2:
+        if kind == "baseline" or sampled < 3:
             kept.append(ln)
             sampled += kind != "baseline"
-    return ["## A 40-trial search", "",
-            f"`{' '.join(manifest['command'])}` (sampler `{manifest['args']['sampler']}`, budget "
-            f"`{manifest['args']['budget']}`, {manifest['args']['cpus_per_trial']} CPU thread per trial, the "
-            f"{len(manifest['args']['baselines'])} zoo necks as reference trials in the same run; "
+    confirm = SEARCH / "confirm" / "confirm.md"
+    confirmed = (["### Confirmed at the reference budget", "", *_body(confirm), "", _files(confirm)]
+                 if confirm.exists() else [])
+    return [f"## A {args['trials']}-trial search", "",
+            f"`{' '.join(['nasfpn', *manifest['command'][1:]])}` (sampler `{args['sampler']}`, budget "
+            f"`{args['budget']}`, {args['cpus_per_trial']} CPU thread per trial, the "
+            f"{len(args['baselines'])} zoo necks as reference trials in the same run; "
             f"{manifest['created'][:10]}, nasfpn {versions['nasfpn']}, torch {versions['torch']}, "
             f"ray {versions['ray']}, optuna {versions['optuna']}). The baselines and the "
-            "two best sampled necks of the leaderboard:", "",
+            "three best sampled necks of the leaderboard:", "",
             *[ln for ln in head if ln.strip()], "", *kept, "", *(["Its checklist:", "", *check, ""] if check else []),
-            *_image(run / "progress.png", "search progress"), "",
-            _files(run / "leaderboard.md", run / "trials.csv", run / "best_genotype.yaml")]
+            *_image(SEARCH / "progress.png", "search progress"), "",
+            _files(SEARCH / "leaderboard.md", SEARCH / "trials.csv", SEARCH / "best_genotype.yaml"), "",
+            *confirmed]
 
 
 def proxy_fidelity(fid: dict) -> list[str]:
@@ -292,7 +300,7 @@ def heads() -> list[str]:
 def render() -> str:
     fid = _fidelity()
     sections = [compile_overhead(), proxy_speed(), precision(), device_check(), data_pipeline(), real_photos(),
-                baselines(), search_40(),
+                baselines(), search(),
                 proxy_fidelity(fid), proxy_steps(fid), search_efficiency(), heads(), roi_align()]
     taken = {"compile_overhead", "proxy_speed", "precision", "device_check", "data_pipeline", "real_photos",
              "proxy_fidelity", "proxy_steps",

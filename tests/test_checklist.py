@@ -10,7 +10,7 @@ from nasfpn.search.records import COMPLETE, PRUNED, TrialMetrics, TrialRecord
 from nasfpn.search.store import append_trial
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = ROOT / "runs" / "nasfpn-40"
+COMMITTED = ROOT / "runs" / "nasfpn-60"
 
 
 def _copy(runs: Path, name: str, **args) -> Path:

@@ -26,7 +26,7 @@ COMMITTED = sorted(ROOT.glob("runs/**/trials.jsonl"))
 
 def test_every_committed_run_is_found():
     names = {p.parent.relative_to(ROOT / "runs").as_posix() for p in COMMITTED}
-    assert names >= {"nasfpn-40", *(f"search_efficiency-fcos/{s}-s0" for s in ("random", "tpe", "evolution"))}
+    assert names >= {"nasfpn-60", *(f"search_efficiency-fcos/{s}-s0" for s in ("random", "tpe", "evolution"))}
 
 
 def _with_rungs(line: dict) -> dict:
@@ -65,11 +65,14 @@ def test_a_line_without_rungs_gets_its_last_rung_score():
 def test_the_committed_search_reports_as_committed(tmp_path):
     from nasfpn.export.report import write_report
 
-    committed = ROOT / "runs" / "nasfpn-40"
-    run = tmp_path / "nasfpn-40"
+    committed = ROOT / "runs" / "nasfpn-60"
+    run = tmp_path / "nasfpn-60"
     run.mkdir()
-    for name in ("manifest.json", "trials.jsonl"):
+    for name in ("manifest.json", "trials.jsonl", "promoted.jsonl", "warm_start.jsonl"):
         shutil.copy(committed / name, run / name)
+    if (committed / "confirm" / "confirm.md").exists():
+        (run / "confirm").mkdir()
+        shutil.copy(committed / "confirm" / "confirm.md", run / "confirm" / "confirm.md")
     written = write_report(run)
     for name in ("leaderboard", "trials", "best_genotype"):
         assert written[name].read_bytes() == (committed / written[name].name).read_bytes(), name
