@@ -219,7 +219,10 @@ def search() -> list[str]:
             kept.append(ln)
             sampled += kind != "baseline"
     confirm = SEARCH / "confirm" / "confirm.md"
-    confirmed = (["### Confirmed at the reference budget", "", *_body(confirm), "", _files(confirm)]
+    confirmed = (["### Confirmed at the reference budget", "",
+                  "`nasfpn confirm runs/nasfpn-60 --top 1 --baselines mlfpn,nasfpn-proxy --budget full "
+                  "--set head=fcos --seeds 3` (full under fcos: the reference the proxy was calibrated against):", "",
+                  *_body(confirm), "", _files(confirm)]
                  if confirm.exists() else [])
     return [f"## A {args['trials']}-trial search", "",
             f"`{' '.join(['nasfpn', *manifest['command'][1:]])}` (sampler `{args['sampler']}`, budget "
