@@ -220,7 +220,8 @@ def search() -> list[str]:
             sampled += kind != "baseline"
     confirm = SEARCH / "confirm" / "confirm.md"
     confirmed = (["### Confirmed at the reference budget", "",
-                  "`nasfpn confirm runs/nasfpn-60 --top 1 --baselines mlfpn,nasfpn-proxy --budget full "
+                  f"`nasfpn confirm {SEARCH.relative_to(ROOT).as_posix()} --top 1 --baselines mlfpn,nasfpn-proxy "
+                  "--budget full "
                   "--set head=fcos --seeds 3` (full under fcos: the reference the proxy was calibrated against):", "",
                   *_body(confirm), "", _files(confirm)]
                  if confirm.exists() else [])

@@ -62,17 +62,15 @@ def test_a_line_without_rungs_gets_its_last_rung_score():
     assert TrialRecord.from_dict({**old, "rungs": {"1": 0.5, "2": 0.25}}).rungs == {1: 0.5, 2: 0.25}
 
 
-def test_the_committed_search_reports_as_committed(tmp_path):
+@pytest.mark.parametrize("name", ["nasfpn-60", "nasfpn-60-warm"])
+def test_the_committed_search_reports_as_committed(tmp_path, name):
     from nasfpn.export.report import write_report
 
-    committed = ROOT / "runs" / "nasfpn-60"
-    run = tmp_path / "nasfpn-60"
-    run.mkdir()
-    for name in ("manifest.json", "trials.jsonl", "promoted.jsonl", "warm_start.jsonl"):
-        shutil.copy(committed / name, run / name)
-    if (committed / "confirm" / "confirm.md").exists():
-        (run / "confirm").mkdir()
-        shutil.copy(committed / "confirm" / "confirm.md", run / "confirm" / "confirm.md")
+    committed = ROOT / "runs" / name
+    run = tmp_path / name
+    (run / "confirm").mkdir(parents=True)
+    for file in ("manifest.json", "trials.jsonl", "promoted.jsonl", "warm_start.jsonl", "confirm/confirm.md"):
+        shutil.copy(committed / file, run / file)
     written = write_report(run)
     for name in ("leaderboard", "trials", "best_genotype"):
         assert written[name].read_bytes() == (committed / written[name].name).read_bytes(), name
